@@ -1,0 +1,215 @@
+"""Turn libsbml ASTs (MathML) into sympy expressions over SBML ids.
+
+Names become ``sympy.Symbol(id)`` (after optional renaming, used for local parameters),
+the time csymbol becomes :data:`sbml_cme.network.TIME`, Avogadro's csymbol its value, and
+function definitions are expanded in place. Constructs with no stochastic meaning
+(``delay``, ``rateOf``) raise :class:`UnsupportedFeatureError` naming the element.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable, Mapping
+
+import libsbml
+import sympy
+
+from ..errors import UnsupportedFeatureError
+from ..network import AVOGADRO, TIME
+
+_UNARY = {
+    libsbml.AST_FUNCTION_ABS: sympy.Abs,
+    libsbml.AST_FUNCTION_EXP: sympy.exp,
+    libsbml.AST_FUNCTION_LN: sympy.log,
+    libsbml.AST_FUNCTION_FLOOR: sympy.floor,
+    libsbml.AST_FUNCTION_CEILING: sympy.ceiling,
+    libsbml.AST_FUNCTION_FACTORIAL: sympy.factorial,
+    libsbml.AST_FUNCTION_SIN: sympy.sin,
+    libsbml.AST_FUNCTION_COS: sympy.cos,
+    libsbml.AST_FUNCTION_TAN: sympy.tan,
+    libsbml.AST_FUNCTION_SEC: sympy.sec,
+    libsbml.AST_FUNCTION_CSC: sympy.csc,
+    libsbml.AST_FUNCTION_COT: sympy.cot,
+    libsbml.AST_FUNCTION_SINH: sympy.sinh,
+    libsbml.AST_FUNCTION_COSH: sympy.cosh,
+    libsbml.AST_FUNCTION_TANH: sympy.tanh,
+    libsbml.AST_FUNCTION_SECH: sympy.sech,
+    libsbml.AST_FUNCTION_CSCH: sympy.csch,
+    libsbml.AST_FUNCTION_COTH: sympy.coth,
+    libsbml.AST_FUNCTION_ARCSIN: sympy.asin,
+    libsbml.AST_FUNCTION_ARCCOS: sympy.acos,
+    libsbml.AST_FUNCTION_ARCTAN: sympy.atan,
+    libsbml.AST_FUNCTION_ARCSEC: sympy.asec,
+    libsbml.AST_FUNCTION_ARCCSC: sympy.acsc,
+    libsbml.AST_FUNCTION_ARCCOT: sympy.acot,
+    libsbml.AST_FUNCTION_ARCSINH: sympy.asinh,
+    libsbml.AST_FUNCTION_ARCCOSH: sympy.acosh,
+    libsbml.AST_FUNCTION_ARCTANH: sympy.atanh,
+    libsbml.AST_FUNCTION_ARCSECH: sympy.asech,
+    libsbml.AST_FUNCTION_ARCCSCH: sympy.acsch,
+    libsbml.AST_FUNCTION_ARCCOTH: sympy.acoth,
+}
+
+_RELATIONAL = {
+    libsbml.AST_RELATIONAL_EQ: sympy.Eq,
+    libsbml.AST_RELATIONAL_NEQ: sympy.Ne,
+    libsbml.AST_RELATIONAL_GT: sympy.Gt,
+    libsbml.AST_RELATIONAL_GEQ: sympy.Ge,
+    libsbml.AST_RELATIONAL_LT: sympy.Lt,
+    libsbml.AST_RELATIONAL_LEQ: sympy.Le,
+}
+
+_LOGICAL = {
+    libsbml.AST_LOGICAL_AND: sympy.And,
+    libsbml.AST_LOGICAL_OR: sympy.Or,
+    libsbml.AST_LOGICAL_XOR: sympy.Xor,
+}
+
+
+class FunctionDefinitions:
+    """SBML function definitions by id: (argument names, body AST)."""
+
+    def __init__(self, model: libsbml.Model):
+        self.bodies: dict[str, tuple[list[str], libsbml.ASTNode]] = {}
+        for fd in model.getListOfFunctionDefinitions():
+            math_ = fd.getMath()
+            if math_ is None:
+                continue
+            args = [fd.getArgument(i).getName() for i in range(fd.getNumArguments())]
+            self.bodies[fd.getId()] = (args, fd.getBody())
+
+
+def to_sympy(ast: libsbml.ASTNode, element_id: str, functions: FunctionDefinitions,
+             rename: Mapping[str, sympy.Basic] | None = None) -> sympy.Basic:
+    """Convert ``ast`` to sympy.
+
+    Parameters
+    ----------
+    ast : libsbml.ASTNode
+        The math to convert.
+    element_id : str
+        Id of the SBML element that owns the math (named in errors).
+    functions : FunctionDefinitions
+        Function definitions to expand.
+    rename : mapping, optional
+        Name -> sympy expression replacements (local parameters, lambda arguments).
+    """
+    if ast is None:
+        raise UnsupportedFeatureError("missing math", element_id)
+    converter = _Converter(element_id, functions)
+    return converter.convert(ast, dict(rename or {}))
+
+
+class _Converter:
+    def __init__(self, element_id: str, functions: FunctionDefinitions):
+        self.element_id = element_id
+        self.functions = functions
+
+    def unsupported(self, what: str, hint: str = "") -> UnsupportedFeatureError:
+        return UnsupportedFeatureError(what, self.element_id, hint=hint)
+
+    def convert(self, ast, names: dict) -> sympy.Basic:
+        kind = ast.getType()
+        children = [ast.getChild(i) for i in range(ast.getNumChildren())]
+        sub: Callable = lambda node: self.convert(node, names)  # noqa: E731
+
+        if kind == libsbml.AST_INTEGER:
+            return sympy.Integer(ast.getValue())
+        if kind in (libsbml.AST_REAL, libsbml.AST_REAL_E, libsbml.AST_RATIONAL):
+            value = ast.getValue()
+            if math.isinf(value):
+                return sympy.oo if value > 0 else -sympy.oo
+            if math.isnan(value):
+                return sympy.nan
+            if kind == libsbml.AST_RATIONAL:
+                return sympy.Rational(ast.getNumerator(), ast.getDenominator())
+            return sympy.Float(value)
+        if kind == libsbml.AST_NAME:
+            name = ast.getName()
+            return names[name] if name in names else sympy.Symbol(name)
+        if kind == libsbml.AST_NAME_TIME:
+            return TIME
+        if kind == libsbml.AST_NAME_AVOGADRO:
+            return sympy.Float(AVOGADRO)
+        if kind == libsbml.AST_CONSTANT_E:
+            return sympy.E
+        if kind == libsbml.AST_CONSTANT_PI:
+            return sympy.pi
+        if kind == libsbml.AST_CONSTANT_TRUE:
+            return sympy.true
+        if kind == libsbml.AST_CONSTANT_FALSE:
+            return sympy.false
+        if kind == libsbml.AST_FUNCTION_DELAY:
+            raise self.unsupported(
+                "the delay csymbol", "Model the delay explicitly (a chain of reactions) or "
+                "drop it; exact stochastic simulation needs a memoryless state.")
+        if kind == getattr(libsbml, "AST_FUNCTION_RATE_OF", -999):
+            raise self.unsupported("the rateOf csymbol")
+        if kind == libsbml.AST_PLUS:
+            return sympy.Add(*map(sub, children)) if children else sympy.Integer(0)
+        if kind == libsbml.AST_TIMES:
+            return sympy.Mul(*map(sub, children)) if children else sympy.Integer(1)
+        if kind == libsbml.AST_MINUS:
+            if len(children) == 1:
+                return -sub(children[0])
+            return sub(children[0]) - sub(children[1])
+        if kind == libsbml.AST_DIVIDE:
+            return sub(children[0]) / sub(children[1])
+        if kind in (libsbml.AST_POWER, libsbml.AST_FUNCTION_POWER):
+            return sub(children[0]) ** sub(children[1])
+        if kind == libsbml.AST_FUNCTION_ROOT:
+            if len(children) == 1:
+                return sympy.sqrt(sub(children[0]))
+            return sub(children[1]) ** (1 / sub(children[0]))
+        if kind == libsbml.AST_FUNCTION_LOG:
+            if len(children) == 1:
+                return sympy.log(sub(children[0]), 10)
+            return sympy.log(sub(children[1]), sub(children[0]))
+        if kind in _UNARY:
+            return _UNARY[kind](sub(children[0]))
+        if kind in _RELATIONAL:
+            values = list(map(sub, children))
+            pairs = [_RELATIONAL[kind](a, b) for a, b in zip(values, values[1:])]
+            return sympy.And(*pairs) if len(pairs) > 1 else pairs[0]
+        if kind in _LOGICAL:
+            values = [_as_boolean(v) for v in map(sub, children)]
+            if not values:
+                return sympy.true if kind == libsbml.AST_LOGICAL_AND else sympy.false
+            return _LOGICAL[kind](*values)
+        if kind == libsbml.AST_LOGICAL_NOT:
+            return sympy.Not(_as_boolean(sub(children[0])))
+        if kind == libsbml.AST_FUNCTION_PIECEWISE:
+            values = list(map(sub, children))
+            pieces = [(values[i], _as_boolean(values[i + 1]))
+                      for i in range(0, len(values) - 1, 2)]
+            otherwise = values[-1] if len(values) % 2 == 1 else sympy.nan
+            return sympy.Piecewise(*pieces, (otherwise, True))
+        if kind == getattr(libsbml, "AST_FUNCTION_MAX", -999):
+            return sympy.Max(*map(sub, children))
+        if kind == getattr(libsbml, "AST_FUNCTION_MIN", -999):
+            return sympy.Min(*map(sub, children))
+        if kind == getattr(libsbml, "AST_FUNCTION_QUOTIENT", -999):
+            a, b = map(sub, children)
+            return sympy.floor(a / b)
+        if kind == getattr(libsbml, "AST_FUNCTION_REM", -999):
+            a, b = map(sub, children)
+            return a - b * sympy.floor(a / b)
+        if kind == libsbml.AST_FUNCTION:
+            return self.call(ast.getName(), list(map(sub, children)))
+        raise self.unsupported(f"the MathML construct '{ast.getName() or kind}'")
+
+    def call(self, name: str, arguments: list) -> sympy.Basic:
+        if name not in self.functions.bodies:
+            raise self.unsupported(f"a call to the undefined function '{name}'")
+        parameters, body = self.functions.bodies[name]
+        if len(parameters) != len(arguments):
+            raise self.unsupported(f"a call to '{name}' with {len(arguments)} arguments "
+                                   f"(it takes {len(parameters)})")
+        return self.convert(body, dict(zip(parameters, arguments)))
+
+
+def _as_boolean(value):
+    """SBML lets numbers stand for booleans in logical context (non-zero is true)."""
+    if isinstance(value, sympy.logic.boolalg.Boolean):
+        return value
+    return sympy.Ne(value, 0)

@@ -1,0 +1,792 @@
+"""Read SBML (L2V1 to L3V2) into a :class:`~sbml_cme.network.Network` in molecule counts.
+
+The conversion follows THEORY.md section 1: a propensity is ``F * v`` where ``v`` is the
+kinetic law (substance per time) evaluated with every species symbol replaced by its
+value computed from molecule counts, ``n / (F V)`` for a concentration and ``n / F`` for
+an amount, and ``F`` is molecules per substance unit. A law that is a mass-action
+monomial in the reactants (orders equal to reactant stoichiometries) gets exact
+combinatorics, ``n**m -> (n)_m``. A law that is the difference of two such monomials,
+forward in the reactants and backward in the products, becomes two channels.
+Everything else is substituted as is, and must be provably non-negative.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import libsbml
+import numpy as np
+import sympy
+
+from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, UnsupportedFeatureError
+from ..network import (AVOGADRO, TIME, Compartment, Conversion, Event, Expression, MassAction,
+                       Network, Output, Parameter, Reaction, Species)
+from .mathml import FunctionDefinitions, to_sympy
+
+#: Molecules per unit for the ``substance_unit`` option.
+SUBSTANCE_UNITS = {
+    "item": 1.0, "molecule": 1.0, "mole": AVOGADRO, "millimole": AVOGADRO * 1e-3,
+    "micromole": AVOGADRO * 1e-6, "nanomole": AVOGADRO * 1e-9, "picomole": AVOGADRO * 1e-12,
+}
+
+_LITRES_PER = {libsbml.UNIT_KIND_LITRE: 1.0, libsbml.UNIT_KIND_LITER: 1.0}
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """Options of :func:`read_sbml`.
+
+    Attributes
+    ----------
+    volumes : dict
+        Compartment id -> size in litres, overriding the model's sizes.
+    substance_unit : str or float or None
+        Override of what one model substance unit is: a name of ``SUBSTANCE_UNITS``
+        (``"item"`` for models whose amounts are molecule counts) or molecules per unit.
+    falling_factorials : bool
+        Apply exact combinatorics ``(n)_m`` to mass-action laws (turn off for models
+        whose laws are already propensities).
+    """
+
+    volumes: tuple = ()
+    substance_unit: str | float | None = None
+    falling_factorials: bool = True
+
+
+def read_sbml(path: str | os.PathLike, **options) -> Network:
+    """Read an SBML file into a :class:`Network` in molecule counts.
+
+    Parameters
+    ----------
+    path : path-like
+        SBML file, Level 2 Version 1 to Level 3 Version 2.
+    **options
+        ``volumes={"cell": 1e-15}`` (litres), ``substance_unit="item"``,
+        ``falling_factorials=True``; see :class:`ReadOptions`.
+
+    Raises
+    ------
+    InvalidSBMLError
+        The file is unreadable or libsbml reports errors.
+    UnsupportedFeatureError
+        A construct with no exact stochastic meaning; names the element.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise InvalidSBMLError(f"SBML file '{path}' does not exist")
+    document = libsbml.readSBMLFromFile(path)
+    return _Importer(document, _options(options), source=path).network()
+
+
+def read_sbml_string(text: str, **options) -> Network:
+    """Read SBML from a string; same options and errors as :func:`read_sbml`."""
+    document = libsbml.readSBMLFromString(text)
+    return _Importer(document, _options(options), source="<string>").network()
+
+
+def _options(options: dict) -> ReadOptions:
+    unknown = set(options) - {"volumes", "substance_unit", "falling_factorials"}
+    if unknown:
+        raise OptionsError(f"unknown read_sbml option(s) {sorted(unknown)}; known: volumes, "
+                           "substance_unit, falling_factorials")
+    volumes = options.get("volumes") or {}
+    for key, value in volumes.items():
+        if not (isinstance(value, (int, float)) and value > 0):
+            raise OptionsError(f"volume of compartment '{key}' must be a positive number of "
+                               f"litres, got {value!r}")
+    unit = options.get("substance_unit")
+    if isinstance(unit, str) and unit not in SUBSTANCE_UNITS:
+        raise OptionsError(f"substance_unit {unit!r} unknown; use one of "
+                           f"{sorted(SUBSTANCE_UNITS)} or molecules per unit as a number")
+    if isinstance(unit, (int, float)) and not unit > 0:
+        raise OptionsError("substance_unit as a number must be positive molecules per unit")
+    return ReadOptions(volumes=tuple(sorted(volumes.items())), substance_unit=unit,
+                       falling_factorials=bool(options.get("falling_factorials", True)))
+
+
+def _check_document(document: libsbml.SBMLDocument, source: str) -> libsbml.Model:
+    severe = [document.getError(i) for i in range(document.getNumErrors())
+              if document.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+    if severe:
+        raise InvalidSBMLError(f"libsbml could not read '{source}'",
+                               [f"line {e.getLine()}: {e.getMessage().strip()}" for e in severe])
+    model = document.getModel()
+    if model is None:
+        raise InvalidSBMLError(f"'{source}' contains no SBML model")
+    packages = set()
+    if document.getLevel() >= 3:
+        packages = {document.getPlugin(i).getPackageName()
+                    for i in range(document.getNumPlugins())}
+    for package in sorted(packages):
+        if document.isSetPackageRequired(package) and document.getPackageRequired(package):
+            raise UnsupportedFeatureError(
+                f"the SBML package '{package}' (required=true)", model.getId() or source,
+                hint="Flatten or remove the package constructs (e.g. comp flattening in "
+                     "libsbml) and read the core model.")
+    return model
+
+
+class _Importer:
+    """One pass over a libsbml model; :meth:`network` builds the result."""
+
+    def __init__(self, document: libsbml.SBMLDocument, options: ReadOptions, source: str):
+        self.document = document
+        self.options = options
+        self.source = source
+        self.model = _check_document(document, source)
+        self.level = self.model.getLevel()
+        self.functions = FunctionDefinitions(self.model)
+        self.notes: list[str] = []
+
+    # -- the whole conversion ---------------------------------------------------------
+    def network(self) -> Network:
+        self._reject_unsupported_model_constructs()
+        self.compartments = self._compartments()
+        self.rule_formulas = self._assignment_rules()
+        self.extent_factor = self._extent_factor()
+        self.values = self._initial_values()
+        self.species = self._species()
+        self.species_ids = {s.id for s in self.species}
+        self.count_subs = self._count_substitutions()
+        self.parameters = self._parameters()
+        reactions = [channel for reaction in self.model.getListOfReactions()
+                     for channel in self._channels(reaction)]
+        return Network(
+            species=tuple(self.species), reactions=tuple(reactions),
+            parameters=tuple(self.parameters), compartments=tuple(self.compartments.values()),
+            outputs=tuple(self._outputs()), events=tuple(self._events()),
+            id=self.model.getId(), name=self.model.getName(), notes=tuple(self.notes))
+
+    def _reject_unsupported_model_constructs(self) -> None:
+        for rule in self.model.getListOfRules():
+            variable = rule.getVariable() if not rule.isAlgebraic() else None
+            if rule.isAlgebraic():
+                raise UnsupportedFeatureError("an algebraic rule", rule.getId() or rule.getMetaId()
+                                              or "algebraic rule",
+                                              hint="Solve the constraint by hand into an "
+                                                   "assignment rule.")
+            if rule.isRate():
+                kind = "species" if self.model.getSpecies(variable) else "variable"
+                raise UnsupportedFeatureError(
+                    f"a rate rule on {kind} '{variable}'", variable,
+                    hint="Only reactions can change molecule counts in a stochastic "
+                         "model; express the rate rule as reactions.")
+            if self.model.getCompartment(variable) is not None:
+                raise UnsupportedFeatureError(f"an assignment rule on compartment '{variable}' "
+                                              "(variable volume)", variable)
+            if self._species_reference(variable) is not None:
+                raise UnsupportedFeatureError("variable stoichiometry (a rule on a species "
+                                              "reference)", variable)
+        for reaction in self.model.getListOfReactions():
+            if reaction.isSetFast() and reaction.getFast():
+                raise UnsupportedFeatureError(
+                    "a fast reaction", reaction.getId(),
+                    hint="Replace it by its quasi-steady-state or make it an ordinary reaction.")
+        for constraint in self.model.getListOfConstraints():
+            self.notes.append("constraints are ignored (they do not change the dynamics)")
+            break
+        for species in self.model.getListOfSpecies():
+            if species.isSetConversionFactor():
+                self._require_unit_conversion_factor(species.getConversionFactor(),
+                                                     species.getId())
+        if self.level >= 3 and self.model.isSetConversionFactor():
+            self._require_unit_conversion_factor(self.model.getConversionFactor(),
+                                                 self.model.getId())
+
+    def _require_unit_conversion_factor(self, parameter_id: str, element_id: str) -> None:
+        parameter = self.model.getParameter(parameter_id)
+        if parameter is None or parameter.getValue() != 1.0 or self._is_assigned(parameter_id):
+            raise UnsupportedFeatureError(
+                f"a conversion factor ('{parameter_id}') other than 1", element_id,
+                hint="It makes the change per reaction event non-integer in molecules.")
+
+    def _is_assigned(self, element_id: str) -> bool:
+        if self.model.getInitialAssignment(element_id) is not None:
+            return True
+        if self.model.getRule(element_id) is not None:
+            return True
+        return any(ea.getVariable() == element_id for event in self.model.getListOfEvents()
+                   for ea in event.getListOfEventAssignments())
+
+    def _species_reference(self, element_id: str):
+        if not element_id:
+            return None
+        for reaction in self.model.getListOfReactions():
+            for reference in list(reaction.getListOfReactants()) + list(
+                    reaction.getListOfProducts()):
+                if reference.isSetId() and reference.getId() == element_id:
+                    return reference
+        return None
+
+    # -- units ---------------------------------------------------------------------
+    def _molecules_per(self, unit_ref: str, element_id: str) -> float | None:
+        """Molecules per unit of ``unit_ref`` (a base unit or unit definition id)."""
+        if not unit_ref:
+            return None
+        if libsbml.UnitKind_isValidUnitKindString(unit_ref, self.level,
+                                                  self.model.getVersion()):
+            units = [(libsbml.UnitKind_forName(unit_ref), 1.0, 0, 1.0)]
+        else:
+            definition = self.model.getUnitDefinition(unit_ref)
+            if definition is None:
+                if unit_ref == "substance":
+                    return AVOGADRO
+                raise InvalidSBMLError(f"unit '{unit_ref}' used by '{element_id}' is not "
+                                       "defined")
+            units = [(u.getKind(), u.getMultiplier(), u.getScale(), u.getExponentAsDouble())
+                     for u in definition.getListOfUnits()]
+        factor = 1.0
+        has_substance = False
+        for kind, multiplier, scale, exponent in units:
+            magnitude = (multiplier * 10.0 ** scale) ** exponent
+            if kind == libsbml.UNIT_KIND_MOLE:
+                factor *= AVOGADRO ** exponent * magnitude
+                has_substance = True
+            elif kind == libsbml.UNIT_KIND_ITEM:
+                factor *= magnitude
+                has_substance = True
+            elif kind == libsbml.UNIT_KIND_DIMENSIONLESS:
+                factor *= magnitude
+            else:
+                raise UnsupportedFeatureError(
+                    f"substance units '{unit_ref}' that are not mole or item "
+                    f"({libsbml.UnitKind_toString(kind)})", element_id,
+                    hint="Pass substance_unit='item' or 'mole' to read_sbml.")
+        return factor if has_substance or factor != 1.0 else 1.0
+
+    def _model_substance_factor(self) -> tuple[float, str]:
+        """Molecules per model substance unit and how it was decided."""
+        override = self.options.substance_unit
+        if override is not None:
+            value = SUBSTANCE_UNITS[override] if isinstance(override, str) else float(override)
+            return value, f"substance_unit={override!r} option"
+        if self.level >= 3:
+            unit = self.model.getExtentUnits() or self.model.getSubstanceUnits()
+            if not unit:
+                self.notes.append("the model declares no substance units: assumed mole "
+                                  "(pass substance_unit='item' if its amounts are molecule "
+                                  "counts)")
+                return AVOGADRO, "undeclared, assumed mole"
+            return self._molecules_per(unit, self.model.getId()), f"model unit '{unit}'"
+        if self.model.getUnitDefinition("substance") is not None:
+            return self._molecules_per("substance", self.model.getId()), "unit 'substance'"
+        return AVOGADRO, "SBML Level 2 default (mole)"
+
+    def _extent_factor(self) -> float:
+        factor, how = self._model_substance_factor()
+        self.substance_note = how
+        return factor
+
+    def _species_factor(self, species: libsbml.Species) -> float:
+        if self.options.substance_unit is not None:
+            return self.extent_factor
+        unit = species.getSubstanceUnits() if species.isSetSubstanceUnits() else ""
+        if not unit or (self.level < 3 and unit == "substance"):
+            return self.extent_factor
+        factor = self._molecules_per(unit, species.getId())
+        if not np.isclose(factor, self.extent_factor, rtol=1e-12):
+            raise UnsupportedFeatureError(
+                f"substance units '{unit}' that differ from the reaction extent units",
+                species.getId(), hint="Use one substance unit throughout the model.")
+        return self.extent_factor
+
+    def _litres_per_unit(self, compartment: libsbml.Compartment) -> float:
+        unit = compartment.getUnits() if compartment.isSetUnits() else ""
+        if not unit:
+            if self.level >= 3:
+                unit = self.model.getVolumeUnits() if compartment.getSpatialDimensionsAsDouble(
+                ) == 3 else ""
+            elif compartment.getSpatialDimensions() == 3:
+                unit = "volume"
+        if not unit or compartment.getSpatialDimensionsAsDouble() != 3:
+            return 1.0
+        if libsbml.UnitKind_isValidUnitKindString(unit, self.level, self.model.getVersion()):
+            units = [(libsbml.UnitKind_forName(unit), 1.0, 0, 1.0)]
+        else:
+            definition = self.model.getUnitDefinition(unit)
+            if definition is None:
+                return 1.0  # L2 built-in 'volume' = litre
+            units = [(u.getKind(), u.getMultiplier(), u.getScale(), u.getExponentAsDouble())
+                     for u in definition.getListOfUnits()]
+        litres = 1.0
+        for kind, multiplier, scale, exponent in units:
+            magnitude = (multiplier * 10.0 ** scale) ** exponent
+            if kind in _LITRES_PER:
+                litres *= magnitude
+            elif kind == libsbml.UNIT_KIND_METRE and exponent == 3:
+                litres *= magnitude * 1000.0
+            elif kind == libsbml.UNIT_KIND_DIMENSIONLESS:
+                litres *= magnitude
+            else:
+                return 1.0  # not a volume unit: volumes= overrides are then taken as given
+        return litres
+
+    # -- elements --------------------------------------------------------------------
+    def _compartments(self) -> dict[str, Compartment]:
+        overrides = dict(self.options.volumes)
+        unknown = set(overrides) - {c.getId() for c in self.model.getListOfCompartments()}
+        if unknown:
+            raise OptionsError(f"volumes given for unknown compartment(s) {sorted(unknown)}")
+        result = {}
+        for compartment in self.model.getListOfCompartments():
+            litres = self._litres_per_unit(compartment)
+            size = compartment.getSize() if compartment.isSetSize() else None
+            if compartment.getId() in overrides:
+                size = overrides[compartment.getId()] / litres
+            elif size is None and self.level == 2 and compartment.getSpatialDimensions() == 0:
+                size = 1.0
+            result[compartment.getId()] = Compartment(
+                id=compartment.getId(), name=compartment.getName(), size=size,
+                spatial_dimensions=compartment.getSpatialDimensionsAsDouble()
+                if self.level >= 3 else float(compartment.getSpatialDimensions()),
+                litres_per_unit=litres)
+        return result
+
+    def _assignment_rules(self) -> dict[str, sympy.Basic]:
+        """Assignment-rule formulas over raw SBML symbols, by variable."""
+        rules = {}
+        for rule in self.model.getListOfRules():
+            if rule.isAssignment():
+                rules[rule.getVariable()] = to_sympy(rule.getMath(), rule.getVariable(),
+                                                     self.functions)
+        return rules
+
+    def _initial_values(self) -> dict[str, float]:
+        """Values of every SBML symbol at t = 0 (species as their symbols mean)."""
+        values: dict[str, float] = {}
+        for cid, compartment in self.compartments.items():
+            if compartment.size is not None:
+                values[cid] = compartment.size
+        for parameter in self.model.getListOfParameters():
+            if parameter.isSetValue():
+                values[parameter.getId()] = parameter.getValue()
+        for reaction in self.model.getListOfReactions():
+            for reference in list(reaction.getListOfReactants()) + list(
+                    reaction.getListOfProducts()):
+                if reference.isSetId():
+                    values[reference.getId()] = reference.getStoichiometry()
+        pending_species = {}
+        for species in self.model.getListOfSpecies():
+            pending_species[species.getId()] = species
+        definitions = dict(self.rule_formulas)
+        overridden = {cid for cid, _ in self.options.volumes}
+        for assignment in self.model.getListOfInitialAssignments():
+            symbol = assignment.getSymbol()
+            if symbol in overridden:
+                continue
+            definitions[symbol] = to_sympy(assignment.getMath(), symbol, self.functions)
+
+        def species_value(species) -> float | None:
+            sid = species.getId()
+            size = values.get(species.getCompartment())
+            amount_symbol = species.getHasOnlySubstanceUnits()
+            if species.isSetInitialAmount():
+                amount = species.getInitialAmount()
+                if amount_symbol:
+                    return amount
+                return None if size is None else amount / size
+            if species.isSetInitialConcentration():
+                concentration = species.getInitialConcentration()
+                if not amount_symbol:
+                    return concentration
+                return None if size is None else concentration * size
+            if sid not in definitions:
+                raise InvalidNetworkError(f"species '{sid}' has no initial amount, "
+                                          "concentration or assignment")
+            return None
+
+        # Evaluate in dependency order: repeat until nothing changes.
+        for _ in range(len(definitions) + len(pending_species) + 2):
+            progress = False
+            for sid, species in list(pending_species.items()):
+                if sid in definitions:
+                    del pending_species[sid]
+                    continue
+                value = species_value(species)
+                if value is not None:
+                    values[sid] = value
+                    del pending_species[sid]
+                    progress = True
+            for symbol, formula in list(definitions.items()):
+                if symbol in values and symbol not in self.rule_formulas and \
+                        self.model.getInitialAssignment(symbol) is None:
+                    continue
+                needed = {str(s) for s in formula.free_symbols} - {str(TIME)}
+                if needed <= set(values):
+                    values[symbol] = _evaluate(formula, values, symbol)
+                    del definitions[symbol]
+                    progress = True
+            if not progress:
+                break
+        missing = [s for s in pending_species] + list(definitions)
+        if missing:
+            raise InvalidNetworkError(
+                f"cannot compute initial values of {sorted(missing)}: a compartment has no "
+                "size or an assignment depends on an unknown symbol; pass volumes={...}")
+        return values
+
+    def _species(self) -> list[Species]:
+        result = []
+        for species in self.model.getListOfSpecies():
+            sid = species.getId()
+            if sid in self.rule_formulas:
+                continue  # an output, not a state variable
+            compartment = self.compartments[species.getCompartment()]
+            factor = self._species_factor(species)
+            value = self.values[sid]
+            if species.getHasOnlySubstanceUnits():
+                count = value * factor
+            else:
+                if compartment.size is None:
+                    raise InvalidNetworkError(
+                        f"species '{sid}' is a concentration but compartment "
+                        f"'{compartment.id}' has no size; pass volumes={{'{compartment.id}': "
+                        "litres}")
+                count = value * factor * compartment.size
+            if count < 0:
+                raise InvalidNetworkError(f"species '{sid}' starts at a negative amount")
+            result.append(Species(
+                id=sid, compartment=compartment.id, initial_count=float(count),
+                molecules_per_unit=factor,
+                has_only_substance_units=species.getHasOnlySubstanceUnits(),
+                boundary=species.getBoundaryCondition(), constant=species.getConstant(),
+                name=species.getName()))
+        return result
+
+    def _count_substitutions(self) -> dict[sympy.Symbol, sympy.Basic]:
+        """SBML symbol -> expression in counts, parameters and time."""
+        subs: dict[sympy.Symbol, sympy.Basic] = {}
+        for cid, compartment in self.compartments.items():
+            if compartment.size is not None:
+                subs[sympy.Symbol(cid)] = number(compartment.size)
+        for species in self.species:
+            n = sympy.Symbol(species.id)
+            if species.has_only_substance_units:
+                subs[n] = n / number(species.molecules_per_unit)
+            else:
+                size = self.compartments[species.compartment].size
+                subs[n] = n / number(species.molecules_per_unit * size)
+        for reaction in self.model.getListOfReactions():
+            for reference in list(reaction.getListOfReactants()) + list(
+                    reaction.getListOfProducts()):
+                if reference.isSetId():
+                    subs[sympy.Symbol(reference.getId())] = number(
+                        self.values[reference.getId()])
+        # Assignment rules are inlined, innermost first.
+        resolved: dict[sympy.Symbol, sympy.Basic] = {}
+        pending = dict(self.rule_formulas)
+        while pending:
+            progress = False
+            for variable, formula in list(pending.items()):
+                if any(str(s) in pending for s in formula.free_symbols):
+                    continue
+                resolved[sympy.Symbol(variable)] = formula.xreplace(resolved)
+                del pending[variable]
+                progress = True
+            if not progress:
+                raise UnsupportedFeatureError("a cycle of assignment rules",
+                                              sorted(pending)[0])
+        final = {symbol: formula.xreplace(subs) for symbol, formula in resolved.items()}
+        subs.update(final)
+        return subs
+
+    def to_counts(self, formula: sympy.Basic) -> sympy.Basic:
+        """Rewrite an SBML formula (model units) in counts, parameters and time."""
+        return formula.xreplace(self.count_subs)
+
+    def _parameters(self) -> list[Parameter]:
+        result = []
+        for parameter in self.model.getListOfParameters():
+            pid = parameter.getId()
+            if pid in self.rule_formulas:
+                continue
+            if pid not in self.values:
+                raise InvalidNetworkError(f"parameter '{pid}' has no value")
+            result.append(Parameter(pid, float(self.values[pid]), parameter.getConstant()))
+        return result
+
+    # -- reactions -----------------------------------------------------------------------
+    def _stoichiometry(self, reaction, references) -> tuple[tuple[str, int], ...]:
+        totals: dict[str, int] = {}
+        for reference in references:
+            sid = reference.getSpecies()
+            if reference.isSetStoichiometryMath() if self.level == 2 else False:
+                raise UnsupportedFeatureError("variable stoichiometry (stoichiometryMath)",
+                                              reaction.getId())
+            if self.level >= 3 and reference.isSetId() and not reference.getConstant() and \
+                    self._is_assigned(reference.getId()):
+                raise UnsupportedFeatureError("variable stoichiometry", reference.getId())
+            value = self.values.get(reference.getId(), reference.getStoichiometry()) \
+                if reference.isSetId() else reference.getStoichiometry()
+            if self.level >= 3 and not reference.isSetStoichiometry() and not (
+                    reference.isSetId() and reference.getId() in self.values):
+                value = 1.0
+            if value != round(value) or value < 0:
+                raise UnsupportedFeatureError(
+                    f"non-integer stoichiometry {value:g} of '{sid}'", reaction.getId(),
+                    hint="Molecule counts change by whole numbers; rescale the reaction.")
+            if sid in self.rule_formulas:
+                continue  # a rule-determined species is not changed by reactions
+            if value > 0:
+                totals[sid] = totals.get(sid, 0) + int(round(value))
+        return tuple(totals.items())
+
+    def _channels(self, reaction: libsbml.Reaction) -> list[Reaction]:
+        rid = reaction.getId()
+        law = reaction.getKineticLaw()
+        if law is None or law.getMath() is None:
+            raise UnsupportedFeatureError("a reaction without a kinetic law", rid)
+        reactants = self._stoichiometry(reaction, reaction.getListOfReactants())
+        products = self._stoichiometry(reaction, reaction.getListOfProducts())
+        local = {}
+        local_parameters = list(law.getListOfLocalParameters()) if self.level >= 3 else \
+            list(law.getListOfParameters())
+        for parameter in local_parameters:
+            new_id = f"{rid}.{parameter.getId()}"
+            local[parameter.getId()] = sympy.Symbol(new_id)
+            self.parameters.append(Parameter(new_id, float(parameter.getValue())))
+        formula = to_sympy(law.getMath(), rid, self.functions, rename=local)
+        propensity = number(self.extent_factor) * self.to_counts(formula)
+        sbml_law = libsbml.formulaToL3String(law.getMath())
+        return _classify(rid, sbml_law, propensity, reactants, products, self)
+
+    # -- outputs and events ---------------------------------------------------------------
+    def _outputs(self) -> list[Output]:
+        outputs = []
+        for variable, formula in self.rule_formulas.items():
+            value = self.to_counts(sympy.Symbol(variable))
+            species = self.model.getSpecies(variable)
+            if species is not None:
+                factor = self._species_factor(species)
+                hosu = species.getHasOnlySubstanceUnits()
+                size = self.compartments[species.getCompartment()].size
+                scale = factor if hosu else factor * (size if size is not None else np.nan)
+                outputs.append(Output(variable, number(scale) * value, "species",
+                                      species.getCompartment(), factor, hosu))
+            else:
+                outputs.append(Output(variable, value, "parameter"))
+        return outputs
+
+    def _events(self) -> list[Event]:
+        events = []
+        for event in self.model.getListOfEvents():
+            eid = event.getId() or event.getMetaId() or f"event{len(events)}"
+            trigger = event.getTrigger()
+            if trigger is None or trigger.getMath() is None:
+                raise InvalidSBMLError(f"event '{eid}' has no trigger")
+            assignments = []
+            for assignment in event.getListOfEventAssignments():
+                target = assignment.getVariable()
+                value = self.to_counts(to_sympy(assignment.getMath(), eid, self.functions))
+                if target in self.species_ids:
+                    species = next(s for s in self.species if s.id == target)
+                    size = self.compartments[species.compartment].size
+                    scale = species.molecules_per_unit * (
+                        1.0 if species.has_only_substance_units else size)
+                    value = number(scale) * value
+                elif self.model.getCompartment(target) is not None:
+                    raise UnsupportedFeatureError(
+                        f"an event assignment to compartment '{target}' (variable volume)", eid)
+                elif self.model.getParameter(target) is None:
+                    raise UnsupportedFeatureError(
+                        f"an event assignment to '{target}' (not a species or parameter)", eid)
+                elif target in self.rule_formulas:
+                    raise InvalidSBMLError(f"event '{eid}' assigns '{target}', which has an "
+                                           "assignment rule")
+                assignments.append((target, value))
+            delay = event.getDelay()
+            priority = event.getPriority() if self.level >= 3 else None
+            events.append(Event(
+                id=eid, trigger=self.to_counts(to_sympy(trigger.getMath(), eid, self.functions)),
+                assignments=tuple(assignments),
+                delay=self.to_counts(to_sympy(delay.getMath(), eid, self.functions))
+                if delay is not None and delay.getMath() is not None else None,
+                priority=self.to_counts(to_sympy(priority.getMath(), eid, self.functions))
+                if priority is not None and priority.getMath() is not None else None,
+                persistent=trigger.getPersistent() if self.level >= 3 else True,
+                initial_value=trigger.getInitialValue() if self.level >= 3 else True,
+                use_values_from_trigger_time=event.getUseValuesFromTriggerTime()
+                if (self.level >= 3 or event.isSetUseValuesFromTriggerTime()) else True))
+        return events
+
+
+def number(value: float) -> sympy.Number:
+    """A sympy number, exact when ``value`` is a whole number (keeps formulas readable)."""
+    if float(value).is_integer() and abs(value) < 2**53:
+        return sympy.Integer(int(value))
+    return sympy.Float(value)
+
+
+def _evaluate(formula: sympy.Basic, values: dict[str, float], element_id: str) -> float:
+    substituted = sympy.sympify(formula).xreplace(
+        {s: sympy.Float(values[str(s)]) for s in formula.free_symbols if str(s) in values}
+    ).xreplace({TIME: sympy.Integer(0)})
+    try:
+        return float(substituted)
+    except (TypeError, ValueError):
+        raise UnsupportedFeatureError(
+            f"an initial value that does not evaluate to a number ({substituted})",
+            element_id) from None
+
+
+# -- classification of a propensity ----------------------------------------------------------
+def _classify(rid: str, sbml_law: str, propensity: sympy.Expr,
+              reactants: tuple[tuple[str, int], ...], products: tuple[tuple[str, int], ...],
+              importer: _Importer) -> list[Reaction]:
+    """Decide the propensity form of one SBML reaction; returns its channel(s)."""
+    species = [s for s in propensity.free_symbols if s.name in importer.species_ids]
+    F = importer.extent_factor
+    falling = importer.options.falling_factorials
+    terms = _polynomial_terms(propensity, species)
+    if terms is not None:
+        reactant_orders = _orders_vector(reactants, species)
+        product_orders = _orders_vector(products, species)
+        parameter_values = {sympy.Symbol(p.id): p.value for p in importer.parameters}
+        if len(terms) == 1:
+            (exponents, coefficient), = terms.items()
+            if exponents == reactant_orders:
+                return [_mass_action_channel(rid, rid, sbml_law, coefficient, reactants,
+                                             reactants, products, importer, falling)]
+        if len(terms) == 2 and reactant_orders != product_orders:
+            forward = terms.get(reactant_orders)
+            backward = terms.get(product_orders)
+            if forward is not None and backward is not None:
+                forward_value = float(forward.xreplace(parameter_values))
+                backward_value = float(backward.xreplace(parameter_values))
+                if forward_value >= 0 and backward_value <= 0:
+                    return [
+                        _mass_action_channel(f"{rid}_forward", rid, sbml_law, forward,
+                                             reactants, reactants, products, importer, falling),
+                        _mass_action_channel(f"{rid}_backward", rid, sbml_law, -backward,
+                                             products, products, reactants, importer, falling)]
+    form = "general"
+    if not _provably_non_negative(propensity, species, importer):
+        if _is_falling_factorial_form(propensity, species, importer):
+            form = "general (falling factorial as written)"
+        elif _is_signed_difference(propensity, importer):
+            hint = ("Write reversible reactions as a difference of two mass-action terms "
+                    "(forward in the reactants, backward in the products) or as two "
+                    "irreversible reactions.")
+            if F != 1:
+                hint += (f" (Substance is counted as {F:g} molecules per unit; if the law "
+                         "counts molecules, e.g. X*(X-1), pass substance_unit='item'.)")
+            raise UnsupportedFeatureError("a kinetic law that can turn negative", rid,
+                                          hint=hint)
+        else:
+            form = "general (sign checked during simulation)"
+    conversion = Conversion(sbml_law=sbml_law, form=form,
+                            combinatorial="law substituted as written", molecules_per_unit=F)
+    return [Reaction(rid, reactants, products, Expression(propensity), sbml_id=rid,
+                     conversion=conversion)]
+
+
+def _mass_action_channel(channel_id, rid, sbml_law, coefficient, orders, reactants, products,
+                         importer: _Importer, falling: bool) -> Reaction:
+    species = {s.id: s for s in importer.species}
+    volume_factor = importer.extent_factor
+    for sid, order in orders:
+        s = species[sid]
+        scale = s.molecules_per_unit * (1.0 if s.has_only_substance_units else
+                                        importer.compartments[s.compartment].size)
+        volume_factor /= scale ** order
+    try:
+        macroscopic = float(coefficient.xreplace(
+            {sympy.Symbol(p.id): p.value for p in importer.parameters})) / volume_factor
+    except TypeError:
+        macroscopic = None
+    if falling and any(order > 1 for _, order in orders):
+        combinatorial = ", ".join(f"({s})_{m} = {_falling_text(s, m)}" for s, m in orders
+                                  if m > 1)
+    else:
+        combinatorial = "none needed (orders <= 1)" if falling else "off (n**m as written)"
+    conversion = Conversion(sbml_law=sbml_law, form="mass action",
+                            macroscopic_constant=macroscopic, volume_factor=volume_factor,
+                            combinatorial=combinatorial,
+                            molecules_per_unit=importer.extent_factor)
+    law = MassAction(rate_constant=coefficient, orders=tuple(orders), falling_factorial=falling)
+    return Reaction(channel_id, reactants, products, law, sbml_id=rid, conversion=conversion)
+
+
+def _falling_text(species: str, order: int) -> str:
+    return species + "".join(f"({species}-{k})" for k in range(1, order))
+
+
+def _orders_vector(side, species) -> tuple[int, ...]:
+    orders = dict(side)
+    return tuple(orders.get(s.name, 0) for s in species)
+
+
+def _polynomial_terms(expression, species) -> dict[tuple[int, ...], sympy.Expr] | None:
+    """Monomial exponents -> coefficient when ``expression`` is a sum of at most two
+    monomials in ``species`` (after distributing products); ``None`` otherwise.
+
+    Works structurally (no full expansion), so large rational laws are cheap to reject.
+    """
+    if TIME in expression.free_symbols:
+        return None
+    expanded = sympy.expand_mul(expression, deep=False) if isinstance(expression, sympy.Mul) \
+        else expression
+    terms = sympy.Add.make_args(expanded)
+    if len(terms) > 2:
+        return None
+    result: dict[tuple[int, ...], sympy.Expr] = {}
+    for term in terms:
+        exponents = dict.fromkeys(species, 0)
+        coefficient = sympy.Integer(1)
+        for factor in sympy.Mul.make_args(term):
+            base, exponent = factor.as_base_exp()
+            if base in exponents and exponent.is_Integer and exponent > 0:
+                exponents[base] += int(exponent)
+            elif factor.free_symbols & set(species):
+                return None
+            else:
+                coefficient *= factor
+        key = tuple(exponents[s] for s in species)
+        result[key] = result.get(key, 0) + coefficient
+    return result
+
+
+def _provably_non_negative(propensity, species, importer: _Importer) -> bool:
+    """True when sympy can prove the law >= 0 for all counts >= 0 and the given parameters."""
+    values = {sympy.Symbol(p.id): sympy.Float(p.value) for p in importer.parameters}
+    nonneg = {s: sympy.Symbol(s.name, nonnegative=True) for s in species}
+    nonneg[TIME] = sympy.Symbol("t", nonnegative=True)
+    expression = propensity.xreplace(values).xreplace(nonneg)
+    try:
+        if expression.is_nonnegative:
+            return True
+        return sympy.count_ops(expression) < 60 and bool(sympy.factor(expression).is_nonnegative)
+    except (TypeError, AttributeError, sympy.PolynomialError):
+        return False
+
+
+def _is_signed_difference(propensity, importer: _Importer) -> bool:
+    """True when the law is a sum with terms of both signs (a net rate, not a propensity)."""
+    values = {sympy.Symbol(p.id): p.value for p in importer.parameters}
+    expression = propensity.xreplace(values)
+    if isinstance(expression, sympy.Mul):
+        expression = sympy.expand_mul(expression, deep=False)
+    if not isinstance(expression, sympy.Add):
+        return False
+    return any(term.could_extract_minus_sign() for term in expression.args)
+
+
+def _is_falling_factorial_form(propensity, species, importer: _Importer) -> bool:
+    """True for laws written as ``c * n*(n-1)*...`` (DSMTS style), which are >= 0 on
+    integer counts even though sympy cannot prove it for reals."""
+    if not species or sympy.count_ops(propensity) > 60 or not propensity.is_polynomial(*species):
+        return False
+    terms = {tuple(e): c.as_expr() for e, c in sympy.Poly(propensity, *species).terms()}
+    exponents = max(terms, key=lambda e: sum(e))
+    coefficient = terms[exponents]
+    target = coefficient
+    for s, m in zip(species, exponents):
+        target *= sympy.ff(s, m)
+    if sympy.expand(sympy.expand_func(target) - propensity) != 0:
+        return False
+    values = {sympy.Symbol(p.id): p.value for p in importer.parameters}
+    try:
+        return float(coefficient.xreplace(values)) >= 0
+    except TypeError:
+        return False

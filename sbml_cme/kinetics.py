@@ -1,0 +1,600 @@
+"""Compile a Network's propensities, triggers and outputs once into flat arrays.
+
+Mass-action channels are data: reactant indices, orders and constants, evaluated by one
+fixed numba kernel. General laws, event triggers and assignments, and rule outputs are
+compiled to a small stack-machine bytecode (``ops``, ``args``, ``constants``) that one
+fixed numba interpreter evaluates. Nothing is generated per model, so no numba
+compilation happens per model: the kernels are compiled once per machine and cached on
+disk (``cache=True``), and importing a 2000-reaction network costs only the array
+construction. See docs/design.md for the measurements behind this choice.
+
+Arrays are read-only once built; :func:`compile_network` caches by network hash.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import NamedTuple
+
+import numba
+import numpy as np
+import sympy
+
+from .errors import InvalidNetworkError, UnsupportedFeatureError
+from .network import TIME, Expression, MassAction, Network
+
+# -- bytecode ---------------------------------------------------------------------------------
+OP_CONST, OP_SPECIES, OP_PARAM, OP_TIME = 0, 1, 2, 3
+OP_ADD, OP_MUL, OP_POW = 4, 5, 6
+OP_LT, OP_LE, OP_GT, OP_GE, OP_EQ, OP_NE = 10, 11, 12, 13, 14, 15
+OP_AND, OP_OR, OP_NOT, OP_XOR = 20, 21, 22, 23
+OP_PIECEWISE, OP_MAX, OP_MIN, OP_FF = 30, 31, 32, 33
+OP_UNARY = 40  # + function code in args
+
+_UNARY_CODES = {
+    sympy.exp: 0, sympy.log: 1, sympy.sin: 2, sympy.cos: 3, sympy.tan: 4, sympy.Abs: 5,
+    sympy.floor: 6, sympy.ceiling: 7, sympy.factorial: 8, sympy.asin: 9, sympy.acos: 10,
+    sympy.atan: 11, sympy.sinh: 12, sympy.cosh: 13, sympy.tanh: 14, sympy.asinh: 15,
+    sympy.acosh: 16, sympy.atanh: 17, sympy.sec: 18, sympy.csc: 19, sympy.cot: 20,
+    sympy.sign: 21,
+}
+
+_RELATIONAL_CODES = {sympy.StrictLessThan: OP_LT, sympy.LessThan: OP_LE,
+                     sympy.StrictGreaterThan: OP_GT, sympy.GreaterThan: OP_GE,
+                     sympy.Equality: OP_EQ, sympy.Unequality: OP_NE}
+_LOGICAL_CODES = {sympy.And: OP_AND, sympy.Or: OP_OR, sympy.Xor: OP_XOR}
+
+
+class _Assembler:
+    """Collects programs for many expressions into shared arrays."""
+
+    def __init__(self, species_index: dict[str, int], parameter_index: dict[str, int]):
+        self.species_index = species_index
+        self.parameter_index = parameter_index
+        self.ops: list[int] = []
+        self.args: list[int] = []
+        self.constants: list[float] = []
+        self.max_depth = 1
+
+    def add(self, expression: sympy.Basic, owner: str) -> tuple[int, int]:
+        """Append a program; returns its (start, end) in ``ops``."""
+        start = len(self.ops)
+        depth = self._emit(sympy.sympify(expression), owner)
+        self.max_depth = max(self.max_depth, depth)
+        return start, len(self.ops)
+
+    def _push(self, op: int, arg: int = 0) -> None:
+        self.ops.append(op)
+        self.args.append(arg)
+
+    def _constant(self, value: float) -> int:
+        self.constants.append(float(value))
+        self._push(OP_CONST, len(self.constants) - 1)
+        return 1
+
+    def _nary(self, op: int, children, owner: str) -> int:
+        depth = 0
+        for position, child in enumerate(children):
+            depth = max(depth, position + self._emit(child, owner))
+        self._push(op, len(children))
+        return max(depth, 1)
+
+    def _emit(self, node: sympy.Basic, owner: str) -> int:
+        """Emit ``node``; returns the stack depth it needs."""
+        if node is sympy.true or node == sympy.true:
+            return self._constant(1.0)
+        if node is sympy.false or node == sympy.false:
+            return self._constant(0.0)
+        if node.is_Number or node in (sympy.pi, sympy.E) or node.is_NumberSymbol:
+            value = complex(node)
+            if value.imag:
+                raise UnsupportedFeatureError(f"a complex value in {node}", owner)
+            return self._constant(value.real)
+        if node is sympy.nan:
+            return self._constant(math.nan)
+        if node.is_Symbol:
+            if node == TIME:
+                self._push(OP_TIME)
+            elif node.name in self.species_index:
+                self._push(OP_SPECIES, self.species_index[node.name])
+            elif node.name in self.parameter_index:
+                self._push(OP_PARAM, self.parameter_index[node.name])
+            else:
+                raise InvalidNetworkError(f"'{owner}' uses the undefined symbol '{node.name}'")
+            return 1
+        if isinstance(node, sympy.Add):
+            return self._nary(OP_ADD, node.args, owner)
+        if isinstance(node, sympy.Mul):
+            return self._nary(OP_MUL, node.args, owner)
+        if isinstance(node, sympy.Pow):
+            return self._nary(OP_POW, node.args, owner)
+        if isinstance(node, sympy.FallingFactorial):
+            return self._nary(OP_FF, node.args, owner)
+        if type(node) in _RELATIONAL_CODES:
+            return self._nary(_RELATIONAL_CODES[type(node)], node.args, owner)
+        if type(node) in _LOGICAL_CODES:
+            return self._nary(_LOGICAL_CODES[type(node)], node.args, owner)
+        if isinstance(node, sympy.Not):
+            return self._nary(OP_NOT, node.args, owner)
+        if isinstance(node, sympy.Piecewise):
+            children = [part for value, condition in node.args for part in (value, condition)]
+            depth = 0
+            for position, child in enumerate(children):
+                depth = max(depth, position + self._emit(child, owner))
+            self._push(OP_PIECEWISE, len(node.args))
+            return depth
+        if isinstance(node, sympy.Max):
+            return self._nary(OP_MAX, node.args, owner)
+        if isinstance(node, sympy.Min):
+            return self._nary(OP_MIN, node.args, owner)
+        function = type(node)
+        if function in _UNARY_CODES and len(node.args) == 1:
+            depth = self._emit(node.args[0], owner)
+            self._push(OP_UNARY, _UNARY_CODES[function])
+            return depth
+        raise UnsupportedFeatureError(f"the function '{function.__name__}'", owner)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return (np.array(self.ops, dtype=np.int64), np.array(self.args, dtype=np.int64),
+                np.array(self.constants if self.constants else [0.0], dtype=np.float64))
+
+
+@numba.njit(cache=True, inline="always")
+def _unary(code, x):
+    if code == 0:
+        return math.exp(x)
+    if code == 1:
+        return math.log(x) if x > 0 else (-math.inf if x == 0 else math.nan)
+    if code == 2:
+        return math.sin(x)
+    if code == 3:
+        return math.cos(x)
+    if code == 4:
+        return math.tan(x)
+    if code == 5:
+        return abs(x)
+    if code == 6:
+        return math.floor(x)
+    if code == 7:
+        return math.ceil(x)
+    if code == 8:
+        return math.gamma(x + 1.0)
+    if code == 9:
+        return math.asin(x)
+    if code == 10:
+        return math.acos(x)
+    if code == 11:
+        return math.atan(x)
+    if code == 12:
+        return math.sinh(x)
+    if code == 13:
+        return math.cosh(x)
+    if code == 14:
+        return math.tanh(x)
+    if code == 15:
+        return math.asinh(x)
+    if code == 16:
+        return math.acosh(x)
+    if code == 17:
+        return math.atanh(x)
+    if code == 18:
+        return 1.0 / math.cos(x)
+    if code == 19:
+        return 1.0 / math.sin(x)
+    if code == 20:
+        return 1.0 / math.tan(x)
+    if code == 21:
+        return 0.0 if x == 0 else (1.0 if x > 0 else -1.0)
+    return math.nan
+
+
+@numba.njit(cache=True)
+def _pow(base, exponent):
+    if base < 0 and exponent != math.floor(exponent):
+        return math.nan
+    if base == 0.0 and exponent < 0:
+        return math.inf
+    return base ** exponent
+
+
+@numba.njit(cache=True)
+def run_program(ops, args, constants, start, end, x, p, t, stack):
+    """Evaluate one bytecode program; ``x`` counts (n_species,), ``p`` parameters."""
+    top = 0
+    for k in range(start, end):
+        op = ops[k]
+        arg = args[k]
+        if op == OP_CONST:
+            stack[top] = constants[arg]
+            top += 1
+        elif op == OP_SPECIES:
+            stack[top] = x[arg]
+            top += 1
+        elif op == OP_PARAM:
+            stack[top] = p[arg]
+            top += 1
+        elif op == OP_TIME:
+            stack[top] = t
+            top += 1
+        elif op == OP_ADD:
+            value = 0.0
+            for i in range(arg):
+                value += stack[top - 1 - i]
+            top -= arg
+            stack[top] = value
+            top += 1
+        elif op == OP_MUL:
+            value = 1.0
+            for i in range(arg):
+                value *= stack[top - 1 - i]
+            top -= arg
+            stack[top] = value
+            top += 1
+        elif op == OP_POW:
+            value = _pow(stack[top - 2], stack[top - 1])
+            top -= 2
+            stack[top] = value
+            top += 1
+        elif op == OP_FF:
+            base = stack[top - 2]
+            order = int(stack[top - 1])
+            value = 1.0
+            for i in range(order):
+                value *= base - i
+            top -= 2
+            stack[top] = value
+            top += 1
+        elif OP_LT <= op <= OP_NE:
+            a = stack[top - 2]
+            b = stack[top - 1]
+            if op == OP_LT:
+                result = a < b
+            elif op == OP_LE:
+                result = a <= b
+            elif op == OP_GT:
+                result = a > b
+            elif op == OP_GE:
+                result = a >= b
+            elif op == OP_EQ:
+                result = a == b
+            else:
+                result = a != b
+            top -= 2
+            stack[top] = 1.0 if result else 0.0
+            top += 1
+        elif op == OP_AND or op == OP_OR or op == OP_XOR:
+            count = 0
+            for i in range(arg):
+                if stack[top - 1 - i] != 0.0:
+                    count += 1
+            top -= arg
+            if op == OP_AND:
+                stack[top] = 1.0 if count == arg else 0.0
+            elif op == OP_OR:
+                stack[top] = 1.0 if count > 0 else 0.0
+            else:
+                stack[top] = 1.0 if count % 2 == 1 else 0.0
+            top += 1
+        elif op == OP_NOT:
+            stack[top - 1] = 1.0 if stack[top - 1] == 0.0 else 0.0
+        elif op == OP_PIECEWISE:
+            base = top - 2 * arg
+            value = math.nan
+            for i in range(arg):
+                if stack[base + 2 * i + 1] != 0.0:
+                    value = stack[base + 2 * i]
+                    break
+            top = base
+            stack[top] = value
+            top += 1
+        elif op == OP_MAX or op == OP_MIN:
+            value = stack[top - 1]
+            for i in range(1, arg):
+                other = stack[top - 1 - i]
+                if (op == OP_MAX and other > value) or (op == OP_MIN and other < value):
+                    value = other
+            top -= arg
+            stack[top] = value
+            top += 1
+        else:
+            stack[top - 1] = _unary(arg, stack[top - 1])
+    return stack[0]
+
+
+class KernelData(NamedTuple):
+    """Flat arrays describing a network's propensities (all read-only).
+
+    Channels j = 0..n_channels-1. ``kind[j]`` is 0 for mass action with constant
+    ``rate_constant[j]`` and reactants ``reactant_species[reactant_ptr[j]:reactant_ptr[j+1]]``
+    (orders ``reactant_order``), 1 for a bytecode program ``program_start[j]:program_end[j]``.
+    ``falling[j]`` selects ``(n)_m`` over ``n**m``. Net changes are CSR in ``change_*``;
+    ``dependents_*`` lists, per channel, the channels to update after it fires.
+    """
+
+    kind: np.ndarray
+    rate_constant: np.ndarray
+    reactant_ptr: np.ndarray
+    reactant_species: np.ndarray
+    reactant_order: np.ndarray
+    falling: np.ndarray
+    program_start: np.ndarray
+    program_end: np.ndarray
+    change_ptr: np.ndarray
+    change_species: np.ndarray
+    change_amount: np.ndarray
+    dependents_ptr: np.ndarray
+    dependents: np.ndarray
+    ops: np.ndarray
+    args: np.ndarray
+    constants: np.ndarray
+    stack_size: int
+
+
+@numba.njit(cache=True)
+def channel_propensity(data, j, x, p, t, deterministic, stack):
+    """Propensity of channel ``j`` (events per time); the deterministic limit if asked."""
+    if data.kind[j] == 1:
+        return run_program(data.ops, data.args, data.constants, data.program_start[j],
+                           data.program_end[j], x, p, t, stack)
+    value = data.rate_constant[j]
+    for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
+        n = x[data.reactant_species[k]]
+        order = data.reactant_order[k]
+        if deterministic or not data.falling[j]:
+            for _ in range(order):
+                value *= n
+        else:
+            for i in range(order):
+                value *= max(n - i, 0.0)
+    return value
+
+
+@numba.njit(cache=True)
+def all_propensities(data, x, p, t, deterministic, out):
+    """Fill ``out`` (n_channels,) with every channel's propensity."""
+    stack = np.empty(data.stack_size)
+    for j in range(out.shape[0]):
+        out[j] = channel_propensity(data, j, x, p, t, deterministic, stack)
+
+
+@numba.njit(cache=True)
+def net_rates(data, x, p, t, n_species, rates, dxdt):
+    """Deterministic rate equations in counts: dxdt = S a(x), shape (n_species,)."""
+    all_propensities(data, x, p, t, True, rates)
+    for i in range(n_species):
+        dxdt[i] = 0.0
+    for j in range(rates.shape[0]):
+        for k in range(data.change_ptr[j], data.change_ptr[j + 1]):
+            dxdt[data.change_species[k]] += data.change_amount[k] * rates[j]
+
+
+@dataclass(frozen=True)
+class CompiledNetwork:
+    """A network's kernel arrays plus programs for events and outputs.
+
+    ``event_*`` hold per-event program bounds; ``assignment_*`` per assignment.
+    """
+
+    network: Network
+    data: KernelData
+    event_trigger: np.ndarray        # (n_events, 2) program bounds
+    event_delay: np.ndarray          # (n_events, 2); start == end means no delay
+    event_priority: np.ndarray       # (n_events, 2); start == end means none
+    event_flags: np.ndarray          # (n_events, 3): persistent, initial_value, use_trigger_values
+    assignment_ptr: np.ndarray       # (n_events + 1,)
+    assignment_target: np.ndarray    # (n_assignments,) index
+    assignment_is_species: np.ndarray
+    assignment_program: np.ndarray   # (n_assignments, 2)
+    output_program: np.ndarray       # (n_outputs, 2)
+    time_thresholds: np.ndarray      # times at which time-dependent triggers can change
+
+    @property
+    def n_species(self) -> int:
+        return len(self.network.species)
+
+    def parameter_vector(self) -> np.ndarray:
+        return self.network.parameter_values.copy()
+
+    def propensities(self, counts: np.ndarray, time: float = 0.0,
+                     deterministic: bool = False) -> np.ndarray:
+        """Every channel's propensity at ``counts`` (n_species,), shape (n_channels,)."""
+        out = np.empty(len(self.network.reactions))
+        all_propensities(self.data, np.asarray(counts, dtype=float), self.parameter_vector(),
+                         float(time), deterministic, out)
+        return out
+
+    def outputs(self, counts: np.ndarray, parameters: np.ndarray, time: float) -> np.ndarray:
+        """Values of the assignment-rule outputs, shape (n_outputs,)."""
+        stack = np.empty(self.data.stack_size)
+        return np.array([run_program(self.data.ops, self.data.args, self.data.constants,
+                                     start, end, counts, parameters, time, stack)
+                         for start, end in self.output_program])
+
+
+@dataclass(frozen=True)
+class Programs:
+    """Bytecode for a list of expressions: evaluate item i with :meth:`evaluate`."""
+
+    ops: np.ndarray
+    args: np.ndarray
+    constants: np.ndarray
+    bounds: np.ndarray  # (n_expressions, 2)
+    stack_size: int
+
+    def evaluate(self, i: int, counts: np.ndarray, parameters: np.ndarray,
+                 time: float) -> float:
+        stack = np.empty(self.stack_size)
+        start, end = self.bounds[i]
+        return run_program(self.ops, self.args, self.constants, start, end,
+                           np.asarray(counts, dtype=float), parameters, float(time), stack)
+
+    def evaluate_all(self, counts, parameters, time) -> np.ndarray:
+        return np.array([self.evaluate(i, counts, parameters, time)
+                         for i in range(len(self.bounds))])
+
+
+def compile_expressions(network: Network, expressions, owner: str = "expression") -> Programs:
+    """Compile sympy expressions over the network's species, parameters and time."""
+    assembler = _Assembler(dict(network.species_index),
+                           {pid: i for i, pid in enumerate(network.parameter_ids)})
+    bounds = np.array([assembler.add(e, owner) for e in expressions], dtype=np.int64)
+    ops, args, constants = assembler.arrays()
+    return Programs(ops, args, constants, bounds.reshape(-1, 2), assembler.max_depth + 4)
+
+
+def event_assigned_parameters(network: Network) -> set[str]:
+    """Ids of parameters that some event changes."""
+    return {target for event in network.events for target, _ in event.assignments
+            if target in set(network.parameter_ids)}
+
+
+def compile_network(network: Network) -> CompiledNetwork:
+    """Compile ``network`` once (cached by the network's hash)."""
+    return _compile_cached(network)
+
+
+@lru_cache(maxsize=32)
+def _compile_cached(network: Network) -> CompiledNetwork:
+    species_index = dict(network.species_index)
+    parameter_index = {pid: i for i, pid in enumerate(network.parameter_ids)}
+    assembler = _Assembler(species_index, parameter_index)
+    variable_parameters = {sympy.Symbol(p) for p in event_assigned_parameters(network)}
+    parameter_values = {sympy.Symbol(p.id): p.value for p in network.parameters}
+
+    n_channels = len(network.reactions)
+    kind = np.zeros(n_channels, dtype=np.int64)
+    rate_constant = np.zeros(n_channels)
+    falling = np.zeros(n_channels, dtype=np.bool_)
+    program_start = np.zeros(n_channels, dtype=np.int64)
+    program_end = np.zeros(n_channels, dtype=np.int64)
+    reactant_ptr = [0]
+    reactant_species: list[int] = []
+    reactant_order: list[int] = []
+    reads: list[set[int]] = []  # species each channel's propensity reads
+    for j, reaction in enumerate(network.reactions):
+        law = reaction.rate_law
+        if isinstance(law, MassAction) and not (law.rate_constant.free_symbols &
+                                                variable_parameters):
+            value = law.rate_constant.xreplace(parameter_values)
+            try:
+                rate_constant[j] = float(value)
+            except TypeError:
+                raise InvalidNetworkError(
+                    f"rate constant of '{reaction.id}' is not a number: {value}") from None
+            falling[j] = law.falling_factorial
+            for species_id, order in law.orders:
+                reactant_species.append(species_index[species_id])
+                reactant_order.append(order)
+            reads.append({species_index[s] for s, _ in law.orders})
+        else:
+            kind[j] = 1
+            program_start[j], program_end[j] = assembler.add(law.propensity(), reaction.id)
+            reads.append({species_index[s.name] for s in law.propensity().free_symbols
+                          if s.name in species_index})
+        reactant_ptr.append(len(reactant_species))
+
+    stoichiometry = network.stoichiometry
+    change_ptr, change_species, change_amount = [0], [], []
+    for j in range(n_channels):
+        rows = np.nonzero(stoichiometry[:, j])[0]
+        change_species.extend(rows.tolist())
+        change_amount.extend(stoichiometry[rows, j].tolist())
+        change_ptr.append(len(change_species))
+
+    readers: dict[int, list[int]] = {}
+    for j, species_read in enumerate(reads):
+        for i in species_read:
+            readers.setdefault(i, []).append(j)
+    dependents_ptr, dependents = [0], []
+    for j in range(n_channels):
+        affected = sorted({k for i in change_species[change_ptr[j]:change_ptr[j + 1]]
+                           for k in readers.get(i, [])})
+        dependents.extend(affected)
+        dependents_ptr.append(len(dependents))
+
+    events = network.events
+    trigger = np.array([assembler.add(e.trigger, e.id) for e in events], dtype=np.int64)
+    delay = np.array([assembler.add(e.delay, e.id) if e.delay is not None else (0, 0)
+                      for e in events], dtype=np.int64)
+    priority = np.array([assembler.add(e.priority, e.id) if e.priority is not None else (0, 0)
+                         for e in events], dtype=np.int64)
+    flags = np.array([(e.persistent, e.initial_value, e.use_values_from_trigger_time)
+                      for e in events], dtype=np.bool_)
+    assignment_ptr, target, is_species, program = [0], [], [], []
+    for event in events:
+        for target_id, value in event.assignments:
+            species = target_id in species_index
+            target.append(species_index[target_id] if species else parameter_index[target_id])
+            is_species.append(species)
+            program.append(assembler.add(value, event.id))
+        assignment_ptr.append(len(target))
+    outputs = np.array([assembler.add(o.formula, o.id) for o in network.outputs],
+                       dtype=np.int64)
+    ops, args, constants = assembler.arrays()
+
+    def ints(values):
+        return np.array(values, dtype=np.int64)
+
+    data = KernelData(
+        kind=kind, rate_constant=rate_constant, reactant_ptr=ints(reactant_ptr),
+        reactant_species=ints(reactant_species), reactant_order=ints(reactant_order),
+        falling=falling, program_start=program_start, program_end=program_end,
+        change_ptr=ints(change_ptr), change_species=ints(change_species),
+        change_amount=np.array(change_amount, dtype=np.float64),
+        dependents_ptr=ints(dependents_ptr), dependents=ints(dependents),
+        ops=ops, args=args, constants=constants, stack_size=assembler.max_depth + 4)
+    for array in data[:-1]:
+        array.setflags(write=False)
+    return CompiledNetwork(
+        network=network, data=data,
+        event_trigger=trigger.reshape(-1, 2), event_delay=delay.reshape(-1, 2),
+        event_priority=priority.reshape(-1, 2), event_flags=flags.reshape(-1, 3),
+        assignment_ptr=ints(assignment_ptr), assignment_target=ints(target),
+        assignment_is_species=np.array(is_species, dtype=np.bool_),
+        assignment_program=np.array(program, dtype=np.int64).reshape(-1, 2),
+        output_program=outputs.reshape(-1, 2),
+        time_thresholds=_time_thresholds(network, parameter_values))
+
+
+def _time_thresholds(network: Network, parameter_values: dict) -> np.ndarray:
+    """Times at which some event trigger's time comparisons can flip, sorted."""
+    thresholds = set()
+    for event in network.events:
+        for relation in event.trigger.atoms(sympy.Rel):
+            if TIME not in relation.free_symbols:
+                continue
+            difference = sympy.expand(relation.lhs - relation.rhs)
+            solution = sympy.solve(difference, TIME) if difference.is_polynomial(TIME) else []
+            for value in solution:
+                try:
+                    thresholds.add(float(value.xreplace(parameter_values)))
+                except TypeError:
+                    pass
+    return np.array(sorted(t for t in thresholds if t >= 0), dtype=float)
+
+
+def check_time_in_triggers(network: Network, analysis: str) -> None:
+    """Raise unless time enters every trigger only as ``time <op> constant``.
+
+    Such triggers can change value only at fixed thresholds (found by
+    ``_time_thresholds``) or when the state changes, so checking them at reaction
+    firings and at the thresholds is exact.
+    """
+    fixed = set(network.parameter_ids) - event_assigned_parameters(network)
+    for event in network.events:
+        thresholds = {r: sympy.true for r in event.trigger.atoms(sympy.Rel)
+                      if TIME in r.free_symbols and _is_time_threshold(r, fixed)}
+        if TIME in event.trigger.xreplace(thresholds).free_symbols:
+            raise UnsupportedFeatureError(
+                "an event trigger that depends on time other than through 'time >= t0'",
+                event.id, analysis=analysis,
+                hint="Use the deterministic solver, or rewrite the trigger.")
+
+
+def _is_time_threshold(relation, fixed_parameters: set[str]) -> bool:
+    difference = sympy.expand(relation.lhs - relation.rhs)
+    if not difference.is_polynomial(TIME) or sympy.degree(difference, TIME) != 1:
+        return False
+    return all(s == TIME or s.name in fixed_parameters for s in difference.free_symbols)

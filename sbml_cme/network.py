@@ -1,0 +1,446 @@
+"""The stochastic reaction network: frozen dataclasses in molecule counts.
+
+A :class:`Network` holds plain values only. Every expression in it (rate laws, event
+triggers and assignments, assignment-rule outputs) is a sympy expression in which a
+species id stands for that species' *molecule count*, a parameter id for the parameter's
+value and :data:`TIME` for simulated time. SBML units and volumes have already been
+applied by the importer (``sbml_cme.io``); the record of how is kept per reaction channel
+in :class:`Conversion` and shown by :meth:`Network.conversion_table`.
+
+This module imports neither libsbml nor numba.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+import sympy
+
+from .errors import InvalidNetworkError, OptionsError
+
+#: The symbol for simulated time inside network expressions.
+TIME = sympy.Symbol("<time>")
+
+#: Avogadro's number (SBML L3V2 value), molecules per mole.
+AVOGADRO = 6.02214076e23
+
+
+@dataclass(frozen=True)
+class Compartment:
+    """A compartment of constant size.
+
+    ``size`` is in the model's volume units (``None`` when the model leaves it unset and
+    nothing needs it); ``litres_per_unit`` converts it to litres.
+    """
+
+    id: str
+    name: str = ""
+    size: float | None = None
+    spatial_dimensions: float = 3.0
+    litres_per_unit: float = 1.0
+
+
+@dataclass(frozen=True)
+class Species:
+    """A species, counted in molecules.
+
+    Attributes
+    ----------
+    initial_count : float
+        Initial number of molecules (exact conversion; the SSA rounds it).
+    molecules_per_unit : float
+        Molecules per model substance unit (N_A for mole, 1 for item).
+    has_only_substance_units : bool
+        Whether the SBML symbol means the amount (True) or the concentration (False).
+    boundary, constant : bool
+        Reactions do not change a boundary or constant species.
+    """
+
+    id: str
+    compartment: str
+    initial_count: float
+    molecules_per_unit: float = 1.0
+    has_only_substance_units: bool = True
+    boundary: bool = False
+    constant: bool = False
+    name: str = ""
+
+    @property
+    def fixed(self) -> bool:
+        """True when reactions never change this species' count."""
+        return self.boundary or self.constant
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A model parameter (local parameters are renamed ``reaction.parameter``)."""
+
+    id: str
+    value: float
+    constant: bool = True
+
+
+@dataclass(frozen=True)
+class MassAction:
+    """Propensity ``rate_constant * prod_i (n_i)_{m_i}`` (or ``n_i**m_i`` when
+    ``falling_factorial`` is False), in events per time.
+
+    ``rate_constant`` is a sympy expression in parameters (usually a number): the
+    stochastic constant applied to the falling factorials. The deterministic limit is
+    ``rate_constant * prod_i n_i**m_i``.
+    """
+
+    rate_constant: sympy.Expr
+    orders: tuple[tuple[str, int], ...]
+    falling_factorial: bool = True
+
+    def propensity(self) -> sympy.Expr:
+        """The propensity as a sympy expression in counts."""
+        result = self.rate_constant
+        for species_id, order in self.orders:
+            n = sympy.Symbol(species_id)
+            result *= sympy.ff(n, order) if self.falling_factorial else n**order
+        return result
+
+    def deterministic_limit(self) -> sympy.Expr:
+        """Rate in molecules per time with continuous counts (``n**m``)."""
+        result = self.rate_constant
+        for species_id, order in self.orders:
+            result *= sympy.Symbol(species_id) ** order
+        return result
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A general propensity, already in molecule counts (substitution only)."""
+
+    formula: sympy.Expr
+
+    def propensity(self) -> sympy.Expr:
+        return self.formula
+
+    def deterministic_limit(self) -> sympy.Expr:
+        return self.formula
+
+
+RateLaw = MassAction | Expression
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """How one channel's propensity was derived from its SBML kinetic law.
+
+    Attributes
+    ----------
+    sbml_law : str
+        The kinetic law as written in the SBML file (infix).
+    form : str
+        ``"mass action"``, ``"mass action (propensity as written)"`` or ``"general"``.
+    macroscopic_constant : float or None
+        Coefficient K of the law in model units, law = K * prod(species values ** m).
+    volume_factor : float or None
+        F / prod((F V_i)**m_i): converts K to a count-level rate constant.
+    combinatorial : str
+        How counts enter: falling factorials, powers or the law as written.
+    molecules_per_unit : float
+        F, molecules per model extent unit.
+    """
+
+    sbml_law: str
+    form: str
+    macroscopic_constant: float | None = None
+    volume_factor: float | None = None
+    combinatorial: str = ""
+    molecules_per_unit: float = 1.0
+
+
+@dataclass(frozen=True)
+class Reaction:
+    """One stochastic reaction channel (a reversible SBML reaction may give two)."""
+
+    id: str
+    reactants: tuple[tuple[str, int], ...]
+    products: tuple[tuple[str, int], ...]
+    rate_law: RateLaw
+    sbml_id: str = ""
+    conversion: Conversion | None = None
+
+    def net_change(self) -> dict[str, int]:
+        """Net change of each species' count when the channel fires once."""
+        change: dict[str, int] = {}
+        for species_id, count in self.reactants:
+            change[species_id] = change.get(species_id, 0) - count
+        for species_id, count in self.products:
+            change[species_id] = change.get(species_id, 0) + count
+        return {k: v for k, v in change.items() if v != 0}
+
+
+@dataclass(frozen=True)
+class Output:
+    """A quantity defined by an SBML assignment rule, reported alongside species.
+
+    ``formula`` is in counts and parameters. For a species output it gives the
+    species' molecule count; otherwise the value in model units.
+    """
+
+    id: str
+    formula: sympy.Expr
+    kind: str  # "species" or "parameter"
+    compartment: str | None = None
+    molecules_per_unit: float = 1.0
+    has_only_substance_units: bool = True
+
+
+@dataclass(frozen=True)
+class Event:
+    """An SBML event in counts.
+
+    ``trigger`` is a sympy boolean; ``assignments`` are ``(target id, value)`` with
+    species targets given in molecules and parameter targets in model units.
+    """
+
+    id: str
+    trigger: sympy.Basic
+    assignments: tuple[tuple[str, sympy.Expr], ...]
+    delay: sympy.Expr | None = None
+    priority: sympy.Expr | None = None
+    persistent: bool = True
+    initial_value: bool = True
+    use_values_from_trigger_time: bool = True
+
+
+@dataclass(frozen=True)
+class Network:
+    """An immutable stochastic reaction network in molecule counts.
+
+    Orientation is species x reactions everywhere. Boundary and constant species keep
+    their counts; the stoichiometry matrices still list them (they never change).
+    """
+
+    species: tuple[Species, ...]
+    reactions: tuple[Reaction, ...]
+    parameters: tuple[Parameter, ...] = ()
+    compartments: tuple[Compartment, ...] = ()
+    outputs: tuple[Output, ...] = ()
+    events: tuple[Event, ...] = ()
+    id: str = ""
+    name: str = ""
+    notes: tuple[str, ...] = field(default=(), compare=False)
+
+    def __post_init__(self):
+        species_ids = [s.id for s in self.species]
+        if len(set(species_ids)) != len(species_ids):
+            raise InvalidNetworkError("species ids must be unique")
+        known = set(species_ids)
+        for reaction in self.reactions:
+            for species_id, count in reaction.reactants + reaction.products:
+                if species_id not in known:
+                    raise InvalidNetworkError(
+                        f"reaction '{reaction.id}' uses unknown species '{species_id}'")
+                if count <= 0 or int(count) != count:
+                    raise InvalidNetworkError(
+                        f"reaction '{reaction.id}': stoichiometry of '{species_id}' "
+                        f"must be a positive integer, got {count}")
+        for s in self.species:
+            if not np.isfinite(s.initial_count) or s.initial_count < 0:
+                raise InvalidNetworkError(
+                    f"species '{s.id}' has initial count {s.initial_count}; counts must be "
+                    "finite and non-negative")
+
+    # -- lookups -----------------------------------------------------------------
+    @cached_property
+    def species_ids(self) -> tuple[str, ...]:
+        return tuple(s.id for s in self.species)
+
+    @cached_property
+    def reaction_ids(self) -> tuple[str, ...]:
+        return tuple(r.id for r in self.reactions)
+
+    @cached_property
+    def parameter_ids(self) -> tuple[str, ...]:
+        return tuple(p.id for p in self.parameters)
+
+    @cached_property
+    def species_index(self) -> Mapping[str, int]:
+        return {s: i for i, s in enumerate(self.species_ids)}
+
+    @cached_property
+    def compartment_map(self) -> Mapping[str, Compartment]:
+        return {c.id: c for c in self.compartments}
+
+    @property
+    def initial_counts(self) -> np.ndarray:
+        """Initial molecule counts, shape (n_species,)."""
+        return np.array([s.initial_count for s in self.species], dtype=float)
+
+    @property
+    def parameter_values(self) -> np.ndarray:
+        """Parameter values in model units, shape (n_parameters,)."""
+        return np.array([p.value for p in self.parameters], dtype=float)
+
+    # -- stoichiometry -------------------------------------------------------------
+    def _matrix(self, side: str) -> np.ndarray:
+        matrix = np.zeros((len(self.species), len(self.reactions)), dtype=np.int64)
+        for j, reaction in enumerate(self.reactions):
+            for species_id, count in getattr(reaction, side):
+                matrix[self.species_index[species_id], j] += count
+        matrix.setflags(write=False)
+        return matrix
+
+    @cached_property
+    def reactant_stoichiometry(self) -> np.ndarray:
+        """Reactant stoichiometry, shape (n_species, n_reactions), read-only."""
+        return self._matrix("reactants")
+
+    @cached_property
+    def product_stoichiometry(self) -> np.ndarray:
+        """Product stoichiometry, shape (n_species, n_reactions), read-only."""
+        return self._matrix("products")
+
+    @cached_property
+    def stoichiometry(self) -> np.ndarray:
+        """Net change in counts per firing, shape (n_species, n_reactions), read-only.
+
+        Rows of boundary and constant species are zero.
+        """
+        net = self.product_stoichiometry - self.reactant_stoichiometry
+        for i, s in enumerate(self.species):
+            if s.fixed:
+                net[i, :] = 0
+        net.setflags(write=False)
+        return net
+
+    # -- expressions -------------------------------------------------------------
+    def propensities(self) -> tuple[sympy.Expr, ...]:
+        """Each channel's propensity as a sympy expression in counts."""
+        return tuple(r.rate_law.propensity() for r in self.reactions)
+
+    @cached_property
+    def uses_time(self) -> bool:
+        """Whether any propensity depends explicitly on time."""
+        return any(TIME in law.free_symbols for law in self.propensities())
+
+    def species_scale(self, species_id: str, units: str) -> float:
+        """Molecules per model unit of the species in ``units``.
+
+        ``units`` is ``"amount"``, ``"concentration"`` or ``"model"`` (as declared).
+        Divide a count by it to get the value in those units.
+        """
+        s = self.species[self.species_index[species_id]]
+        return unit_scale(s.molecules_per_unit, s.has_only_substance_units,
+                          self._compartment_size(s.compartment, s.id), units)
+
+    def output_scale(self, output: Output, units: str) -> float:
+        """Like :meth:`species_scale` for an assignment-rule output (1 for parameters)."""
+        if output.kind != "species" or units == "count":
+            return 1.0
+        return unit_scale(output.molecules_per_unit, output.has_only_substance_units,
+                          self._compartment_size(output.compartment, output.id), units)
+
+    def _compartment_size(self, compartment_id: str | None, species_id: str) -> float | None:
+        compartment = self.compartment_map.get(compartment_id)
+        return None if compartment is None else compartment.size
+
+    # -- derived networks ------------------------------------------------------------
+    def with_parameters(self, **values: float) -> "Network":
+        """A new network with some parameter values replaced (model units)."""
+        unknown = set(values) - set(self.parameter_ids)
+        if unknown:
+            raise OptionsError(f"unknown parameter(s) {sorted(unknown)}; known: "
+                               f"{list(self.parameter_ids)}")
+        parameters = tuple(dataclasses.replace(p, value=float(values[p.id]))
+                           if p.id in values else p for p in self.parameters)
+        return dataclasses.replace(self, parameters=parameters)
+
+    def with_initial_counts(self, **counts: float) -> "Network":
+        """A new network with some initial molecule counts replaced."""
+        unknown = set(counts) - set(self.species_ids)
+        if unknown:
+            raise OptionsError(f"unknown species {sorted(unknown)}")
+        species = tuple(dataclasses.replace(s, initial_count=float(counts[s.id]))
+                        if s.id in counts else s for s in self.species)
+        return dataclasses.replace(self, species=species)
+
+    # -- reports ----------------------------------------------------------------------
+    def conversion_table(self) -> pd.DataFrame:
+        """One row per channel: how its SBML law became a propensity in counts.
+
+        Columns: ``reaction, sbml_reaction, sbml_kinetic_law, form, orders,
+        macroscopic_constant, molecules_per_unit, volume_factor, stochastic_constant,
+        combinatorial_factor, propensity, deterministic_rate``.
+        """
+        rows = []
+        for reaction in self.reactions:
+            law = reaction.rate_law
+            conversion = reaction.conversion or Conversion(sbml_law="", form=(
+                "mass action" if isinstance(law, MassAction) else "general"))
+            is_mass_action = isinstance(law, MassAction)
+            rows.append({
+                "reaction": reaction.id,
+                "sbml_reaction": reaction.sbml_id or reaction.id,
+                "sbml_kinetic_law": conversion.sbml_law,
+                "form": conversion.form,
+                "orders": (", ".join(f"{s}:{m}" for s, m in law.orders)
+                           if is_mass_action else ""),
+                "macroscopic_constant": conversion.macroscopic_constant,
+                "molecules_per_unit": conversion.molecules_per_unit,
+                "volume_factor": conversion.volume_factor,
+                "stochastic_constant": (float(law.rate_constant.subs(self._parameter_subs()))
+                                        if is_mass_action else None),
+                "combinatorial_factor": conversion.combinatorial,
+                "propensity": _show(law.propensity()),
+                "deterministic_rate": _show(law.deterministic_limit()),
+            })
+        return pd.DataFrame(rows)
+
+    def _parameter_subs(self) -> dict[sympy.Symbol, float]:
+        return {sympy.Symbol(p.id): p.value for p in self.parameters}
+
+    def summary_frames(self) -> dict[str, pd.DataFrame]:
+        """Species and reaction tables for display (``info``)."""
+        species = pd.DataFrame([{
+            "species": s.id, "compartment": s.compartment,
+            "initial_count": s.initial_count,
+            "molecules_per_unit": s.molecules_per_unit,
+            "declared_as": "amount" if s.has_only_substance_units else "concentration",
+            "boundary": s.boundary, "constant": s.constant} for s in self.species])
+        reactions = pd.DataFrame([{
+            "reaction": r.id,
+            "equation": _equation(r)} for r in self.reactions])
+        return {"species": species, "reactions": reactions}
+
+
+def unit_scale(molecules_per_unit: float, has_only_substance_units: bool,
+               size: float | None, units: str) -> float:
+    """Molecules per unit of a quantity reported in ``units``.
+
+    ``units``: ``"count"`` (1), ``"amount"`` (F), ``"concentration"`` (F V) or
+    ``"model"`` (amount or concentration as the species is declared).
+    """
+    if units == "count":
+        return 1.0
+    if units == "model":
+        units = "amount" if has_only_substance_units else "concentration"
+    if units == "amount":
+        return molecules_per_unit
+    if units == "concentration":
+        if size is None or size == 0:
+            raise OptionsError("a concentration needs a compartment with a non-zero size; "
+                               "pass volumes={...} to read_sbml")
+        return molecules_per_unit * size
+    raise OptionsError(f"unknown units {units!r}: use count, model, amount or concentration")
+
+
+def _show(expression: sympy.Expr) -> str:
+    return str(expression).replace("<time>", "time")
+
+
+def _equation(reaction: Reaction) -> str:
+    def side(terms):
+        return " + ".join(f"{n} {s}" if n != 1 else s for s, n in terms) or "0"
+    return f"{side(reaction.reactants)} -> {side(reaction.products)}"
