@@ -1,5 +1,6 @@
 """Analyses of a Network: one module per analysis, one public function each."""
 
 from .deterministic import simulate_deterministic
+from .ssa import simulate_ssa
 
-__all__ = ["simulate_deterministic"]
+__all__ = ["simulate_deterministic", "simulate_ssa"]

@@ -1,0 +1,478 @@
+"""Exact stochastic simulation (Gillespie) of a Network, compiled and parallel.
+
+Methods (``METHODS``):
+
+- ``"direct"``: Gillespie's direct method; propensities updated through the dependency
+  graph, total re-summed every step (no drift), linear search. Best for small networks.
+- ``"tree"``: optimized direct method: dependency graph plus a binary sum tree, so
+  selection and update cost O(log M) per event; per-event cost barely grows with size.
+
+Both are exact. Events: a trigger is checked after every reaction firing and at every
+time threshold of ``time >= t0`` comparisons; delays, priorities (document order breaks
+ties), persistence and ``useValuesFromTriggerTime`` are honoured. Random numbers come
+from xoshiro256+ streams, one per trajectory, seeded from ``numpy.random.SeedSequence``,
+so a seed gives the same ensemble whatever the number of threads or blocks.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time as wallclock
+
+import numba
+import numpy as np
+from numba import prange
+
+from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
+from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
+                        compile_network, run_program)
+from ..network import Network
+from ..results import EnsembleResult
+from .deterministic import _check_times
+
+METHODS = {"direct": 0, "tree": 1}
+
+# Status codes returned by the kernel.
+_OK, _NEGATIVE_PROPENSITY, _NEGATIVE_COUNT, _EVENT_LOOP, _QUEUE_FULL, _BAD_ASSIGNMENT = range(6)
+_PENDING_CAPACITY = 256
+_BLOCK = 64  # trajectories per parallel block (progress and scale-out granularity)
+
+
+# -- random numbers: xoshiro256+ ----------------------------------------------------------
+@numba.njit(cache=True, inline="always")
+def _rotl(x, k):
+    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+
+
+@numba.njit(cache=True)
+def _uniform(state):
+    """A uniform double in (0, 1]; advances ``state`` (4 uint64) in place."""
+    result = state[0] + state[3]
+    t = state[1] << np.uint64(17)
+    state[2] ^= state[0]
+    state[3] ^= state[1]
+    state[1] ^= state[2]
+    state[0] ^= state[3]
+    state[2] ^= t
+    state[3] = _rotl(state[3], 45)
+    return ((result >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740992.0)
+
+
+# -- events ---------------------------------------------------------------------------------
+@numba.njit(cache=True)
+def _evaluate(data, bounds, index, x, p, t, stack):
+    return run_program(data.ops, data.args, data.constants, bounds[index, 0],
+                       bounds[index, 1], x, p, t, stack)
+
+
+@numba.njit(cache=True)
+def _apply_assignments(data, event, values, assignment_ptr, assignment_target,
+                       assignment_is_species, x, p):
+    for k in range(assignment_ptr[event], assignment_ptr[event + 1]):
+        value = values[k - assignment_ptr[event]]
+        if assignment_is_species[k]:
+            count = math.floor(value + 0.5)
+            if not (count >= 0.0):
+                return _BAD_ASSIGNMENT
+            x[assignment_target[k]] = count
+        else:
+            p[assignment_target[k]] = value
+    return _OK
+
+
+@numba.njit(cache=True)
+def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                    assignment_is_species, assignment_program, x, p, t, t_check,
+                    trigger_state, pending_time, pending_event, pending_values, n_pending,
+                    stack, values):
+    """Fire events whose trigger turned true; execute due pending events. Returns
+    (status, changed, n_pending)."""
+    n_events = trigger.shape[0]
+    changed = False
+    for _ in range(10000):
+        for e in range(n_events):
+            now = _evaluate(data, trigger, e, x, p, t_check, stack) != 0.0
+            if now and not trigger_state[e]:
+                for k in range(assignment_ptr[e], assignment_ptr[e + 1]):
+                    values[k - assignment_ptr[e]] = _evaluate(data, assignment_program, k, x,
+                                                              p, t, stack)
+                wait = 0.0
+                if delay[e, 1] > delay[e, 0]:
+                    wait = _evaluate(data, delay, e, x, p, t, stack)
+                if n_pending >= pending_time.shape[0]:
+                    return _QUEUE_FULL, changed, n_pending
+                pending_time[n_pending] = t + wait
+                pending_event[n_pending] = e
+                for k in range(assignment_ptr[e + 1] - assignment_ptr[e]):
+                    pending_values[n_pending, k] = values[k] if flags[e, 2] else math.nan
+                n_pending += 1
+            elif not now and trigger_state[e] and not flags[e, 0]:
+                # A non-persistent event is cancelled when its trigger turns false.
+                kept = 0
+                for i in range(n_pending):
+                    if pending_event[i] != e:
+                        pending_time[kept] = pending_time[i]
+                        pending_event[kept] = pending_event[i]
+                        pending_values[kept] = pending_values[i]
+                        kept += 1
+                n_pending = kept
+            trigger_state[e] = now
+        # Execute the due event with the highest priority (document order on ties).
+        chosen = -1
+        best = -math.inf
+        for i in range(n_pending):
+            if pending_time[i] <= t:
+                e = pending_event[i]
+                rank = -math.inf
+                if priority[e, 1] > priority[e, 0]:
+                    rank = _evaluate(data, priority, e, x, p, t, stack)
+                if chosen < 0 or rank > best or (rank == best and e < pending_event[chosen]):
+                    chosen = i
+                    best = rank
+        if chosen < 0:
+            return _OK, changed, n_pending
+        e = pending_event[chosen]
+        count = assignment_ptr[e + 1] - assignment_ptr[e]
+        for k in range(count):
+            if flags[e, 2]:
+                values[k] = pending_values[chosen, k]
+            else:
+                values[k] = _evaluate(data, assignment_program, assignment_ptr[e] + k, x, p,
+                                      t, stack)
+        for i in range(chosen, n_pending - 1):
+            pending_time[i] = pending_time[i + 1]
+            pending_event[i] = pending_event[i + 1]
+            pending_values[i] = pending_values[i + 1]
+        n_pending -= 1
+        status = _apply_assignments(data, e, values, assignment_ptr, assignment_target,
+                                    assignment_is_species, x, p)
+        if status != _OK:
+            return status, changed, n_pending
+        changed = True
+    return _EVENT_LOOP, changed, n_pending
+
+
+# -- the trajectory kernel ---------------------------------------------------------------------
+@numba.njit(cache=True)
+def _tree_set(tree, leaves, j, value):
+    i = leaves + j
+    tree[i] = value
+    i //= 2
+    while i >= 1:
+        tree[i] = tree[2 * i] + tree[2 * i + 1]
+        i //= 2
+
+
+@numba.njit(cache=True)
+def _tree_select(tree, leaves, r):
+    i = 1
+    while i < leaves:
+        left = 2 * i
+        if r < tree[left]:
+            i = left
+        else:
+            r -= tree[left]
+            i = left + 1
+    return i - leaves
+
+
+@numba.njit(cache=True)
+def _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack):
+    for j in range(a.shape[0]):
+        a[j] = channel_propensity(data, j, x, p, t, False, stack)
+        if not (a[j] >= 0.0):
+            return j
+    if use_tree:
+        tree[:] = 0.0
+        tree[leaves:leaves + a.shape[0]] = a
+        for i in range(leaves - 1, 0, -1):
+            tree[i] = tree[2 * i] + tree[2 * i + 1]
+    return -1
+
+
+@numba.njit(cache=True)
+def _record(data, output_program, x, p, t, row):
+    n = x.shape[0]
+    row[:n] = x
+    if output_program.shape[0] > 0:
+        stack = np.empty(data.stack_size)
+        for k in range(output_program.shape[0]):
+            row[n + k] = _evaluate(data, output_program, k, x, p, t, stack)
+
+
+@numba.njit(cache=True)
+def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                assignment_is_species, assignment_program, output_program, thresholds,
+                x0, p0, times, state, use_tree, out):
+    """Simulate one trajectory; fills ``out`` (n_times, n_species + n_outputs).
+
+    Returns (status, n_fired, failing channel or species, failure time).
+    """
+    x = x0.copy()
+    p = p0.copy()
+    n_channels = data.kind.shape[0]
+    n_events = trigger.shape[0]
+    a = np.zeros(n_channels)
+    leaves = 1
+    while leaves < max(n_channels, 1):
+        leaves *= 2
+    tree = np.zeros(2 * leaves if use_tree else 1)
+    stack = np.empty(data.stack_size)
+    max_assignments = 1
+    for e in range(n_events):
+        max_assignments = max(max_assignments, assignment_ptr[e + 1] - assignment_ptr[e])
+    values = np.empty(max_assignments)
+    pending_time = np.empty(_PENDING_CAPACITY)
+    pending_event = np.empty(_PENDING_CAPACITY, dtype=np.int64)
+    pending_values = np.empty((_PENDING_CAPACITY, max_assignments))
+    n_pending = 0
+    trigger_state = np.empty(n_events, dtype=np.bool_)
+    for e in range(n_events):
+        trigger_state[e] = flags[e, 1]
+    t = times[0]
+    t_end = times[-1]
+    n_fired = 0
+    threshold_index = 0
+    while threshold_index < thresholds.shape[0] and thresholds[threshold_index] < t:
+        threshold_index += 1
+    if n_events > 0:
+        status, changed, n_pending = _process_events(
+            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+            assignment_is_species, assignment_program, x, p, t, t, trigger_state,
+            pending_time, pending_event, pending_values, n_pending, stack, values)
+        if status != _OK:
+            return status, n_fired, -1, t
+    bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
+    if bad >= 0:
+        return _NEGATIVE_PROPENSITY, n_fired, bad, t
+    k = 0
+    n_times = times.shape[0]
+    while k < n_times and times[k] <= t:
+        _record(data, output_program, x, p, times[k], out[k])
+        k += 1
+    while k < n_times:
+        if use_tree:
+            total = tree[1]
+        else:
+            total = 0.0
+            for j in range(n_channels):
+                total += a[j]
+        tau = -math.log(_uniform(state)) / total if total > 0.0 else math.inf
+        t_next = t + tau
+        t_discrete = math.inf
+        if threshold_index < thresholds.shape[0]:
+            t_discrete = thresholds[threshold_index]
+        for i in range(n_pending):
+            t_discrete = min(t_discrete, pending_time[i])
+        if t_discrete <= t_next and t_discrete <= t_end:
+            # Memoryless: advance to the discrete time and discard the sampled tau.
+            while k < n_times and times[k] < t_discrete:
+                _record(data, output_program, x, p, times[k], out[k])
+                k += 1
+            t = t_discrete
+            while threshold_index < thresholds.shape[0] and thresholds[threshold_index] <= t:
+                threshold_index += 1
+            for t_check in (t, np.nextafter(t, math.inf)):
+                status, changed, n_pending = _process_events(
+                    data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                    assignment_is_species, assignment_program, x, p, t, t_check,
+                    trigger_state, pending_time, pending_event, pending_values, n_pending,
+                    stack, values)
+                if status != _OK:
+                    return status, n_fired, -1, t
+            bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
+            if bad >= 0:
+                return _NEGATIVE_PROPENSITY, n_fired, bad, t
+            while k < n_times and times[k] <= t:
+                _record(data, output_program, x, p, times[k], out[k])
+                k += 1
+            continue
+        if t_next > t_end:
+            while k < n_times:
+                _record(data, output_program, x, p, times[k], out[k])
+                k += 1
+            break
+        while k < n_times and times[k] < t_next:
+            _record(data, output_program, x, p, times[k], out[k])
+            k += 1
+        t = t_next
+        r = _uniform(state) * total
+        if use_tree:
+            j = _tree_select(tree, leaves, r)
+            if j >= n_channels or a[j] <= 0.0:
+                j = n_channels - 1
+                while j > 0 and a[j] <= 0.0:
+                    j -= 1
+        else:
+            j = 0
+            while j < n_channels - 1 and r >= a[j]:
+                r -= a[j]
+                j += 1
+            while a[j] <= 0.0 and j > 0:  # rounding at the end of the list
+                j -= 1
+        for q in range(data.change_ptr[j], data.change_ptr[j + 1]):
+            species = data.change_species[q]
+            x[species] += data.change_amount[q]
+            if x[species] < 0.0:
+                return _NEGATIVE_COUNT, n_fired, j, t
+        n_fired += 1
+        for q in range(data.dependents_ptr[j], data.dependents_ptr[j + 1]):
+            d = data.dependents[q]
+            a[d] = channel_propensity(data, d, x, p, t, False, stack)
+            if not (a[d] >= 0.0):
+                return _NEGATIVE_PROPENSITY, n_fired, d, t
+            if use_tree:
+                _tree_set(tree, leaves, d, a[d])
+        if n_events > 0:
+            status, changed, n_pending = _process_events(
+                data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                assignment_is_species, assignment_program, x, p, t, t, trigger_state,
+                pending_time, pending_event, pending_values, n_pending, stack, values)
+            if status != _OK:
+                return status, n_fired, -1, t
+            if changed:
+                bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
+                if bad >= 0:
+                    return _NEGATIVE_PROPENSITY, n_fired, bad, t
+    return _OK, n_fired, -1, t
+
+
+@numba.njit(cache=True, parallel=True)
+def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+              assignment_is_species, assignment_program, output_program, thresholds,
+              x0, p0, times, states, use_tree, out, report):
+    """Run ``states.shape[0]`` trajectories in parallel; ``report`` (n, 4) gets
+    (status, n_fired, failing index, failure time) per trajectory."""
+    for i in prange(states.shape[0]):
+        status, fired, index, when = _trajectory(
+            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+            assignment_is_species, assignment_program, output_program, thresholds,
+            x0, p0, times, states[i], use_tree, out[i])
+        report[i, 0] = status
+        report[i, 1] = fired
+        report[i, 2] = index
+        report[i, 3] = when
+
+
+# -- public API -------------------------------------------------------------------------------
+def check_ssa_support(network: Network) -> None:
+    """Raise UnsupportedFeatureError when the SSA cannot be exact for ``network``."""
+    if network.uses_time:
+        reaction = next(r.id for r in network.reactions
+                        if "<time>" in {s.name for s in r.rate_law.propensity().free_symbols})
+        raise UnsupportedFeatureError(
+            "a propensity that depends explicitly on time", reaction, analysis="simulate_ssa",
+            hint="Exact SSA needs propensities that change only when the state does; use "
+                 "simulate_deterministic, or model the time dependence with events.")
+    check_time_in_triggers(network, "simulate_ssa")
+
+
+def trajectory_streams(seed: int | None, n_trajectories: int) -> np.ndarray:
+    """Independent xoshiro256+ states, shape (n_trajectories, 4) uint64, from ``seed``."""
+    children = np.random.SeedSequence(seed).spawn(n_trajectories)
+    states = np.array([child.generate_state(4, dtype=np.uint64) for child in children])
+    states[np.all(states == 0, axis=1), 0] = 1  # the all-zero state is forbidden
+    return states.reshape(n_trajectories, 4)
+
+
+def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: int | None = None,
+                 method: str = "direct", n_jobs: int | None = None,
+                 progress: bool = False) -> EnsembleResult:
+    """Exact stochastic simulation of an ensemble of trajectories.
+
+    Parameters
+    ----------
+    network : Network
+    times : array_like, shape (n_times,)
+        Output times (model time units); the first is the start time.
+    n_trajectories : int
+        Ensemble size.
+    seed : int, optional
+        Seed of the ``SeedSequence`` that gives one stream per trajectory; the same seed
+        gives the same ensemble whatever ``n_jobs``.
+    method : str
+        ``"direct"`` or ``"tree"`` (see module docstring).
+    n_jobs : int, optional
+        Threads (default: all cores).
+    progress : bool
+        Show a progress bar over blocks of trajectories.
+
+    Returns
+    -------
+    EnsembleResult
+        States in molecule counts at ``times``, shape (n_trajectories, n_times, n_columns).
+    """
+    times = _check_times(times)
+    if method not in METHODS:
+        raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if not (isinstance(n_trajectories, (int, np.integer)) and n_trajectories >= 1):
+        raise OptionsError(f"n_trajectories must be a positive integer, got {n_trajectories!r}")
+    check_ssa_support(network)
+    compiled = compile_network(network)
+    x0 = np.floor(network.initial_counts + 0.5)
+    started = wallclock.perf_counter()
+    streams = trajectory_streams(seed, int(n_trajectories))
+    n_columns = len(network.species) + len(network.outputs)
+    out = np.zeros((n_trajectories, len(times), n_columns))
+    report = np.zeros((n_trajectories, 4))
+    threads = _threads(n_jobs)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        blocks = range(0, n_trajectories, _BLOCK)
+        if progress:
+            from tqdm.auto import tqdm
+            blocks = tqdm(blocks, desc="SSA", unit="block", total=len(blocks))
+        for start in blocks:
+            stop = min(start + _BLOCK, n_trajectories)
+            run_block(compiled, x0, times, streams[start:stop], METHODS[method],
+                      out[start:stop], report[start:stop])
+    finally:
+        numba.set_num_threads(previous)
+    _raise_failures(network, report)
+    return EnsembleResult(network, times, out, report[:, 1].astype(np.int64), method="ssa",
+                          run_info={"algorithm": method, "seed": seed,
+                                    "n_trajectories": int(n_trajectories), "threads": threads,
+                                    "wall_time": wallclock.perf_counter() - started})
+
+
+def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report):
+    """Run trajectories with the given streams into ``out``/``report`` (views)."""
+    _ensemble(compiled.data, compiled.event_trigger, compiled.event_delay,
+              compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
+              compiled.assignment_target, compiled.assignment_is_species,
+              compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
+              x0, compiled.parameter_vector(), times, streams.copy(), bool(method_code), out,
+              report)
+
+
+def _threads(n_jobs: int | None) -> int:
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        return available
+    if not (isinstance(n_jobs, (int, np.integer)) and n_jobs >= 1):
+        raise OptionsError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    return min(int(n_jobs), available)
+
+
+def _raise_failures(network: Network, report: np.ndarray) -> None:
+    failed = np.nonzero(report[:, 0] != _OK)[0]
+    if not len(failed):
+        return
+    status, _, index, when = report[failed[0]]
+    status, index = int(status), int(index)
+    reaction = network.reactions[index].id if 0 <= index < len(network.reactions) else "?"
+    messages = {
+        _NEGATIVE_PROPENSITY: f"the propensity of reaction '{reaction}' became negative or "
+                              f"NaN at t={when:g}; its kinetic law is not a valid propensity "
+                              "on this state",
+        _NEGATIVE_COUNT: f"reaction '{reaction}' fired at t={when:g} without enough reactant "
+                         "molecules (a count went negative); its kinetic law must vanish when "
+                         "its reactants are absent",
+        _EVENT_LOOP: f"events kept firing at t={when:g} (more than 10000 at one time)",
+        _QUEUE_FULL: f"more than {_PENDING_CAPACITY} delayed events pending at t={when:g}",
+        _BAD_ASSIGNMENT: f"an event assigned a negative or NaN count at t={when:g}",
+    }
+    raise AnalysisError(f"SSA stopped in {len(failed)} of {len(report)} trajectories: "
+                        f"{messages.get(status, 'unknown failure')}.")
