@@ -41,7 +41,7 @@ class Compartment:
     id: str
     name: str = ""
     size: float | None = None
-    spatial_dimensions: float = 3.0
+    spatial_dimensions: float | None = 3.0
     litres_per_unit: float = 1.0
 
 

@@ -1,0 +1,216 @@
+"""The ``sbml-cme`` command line: parse arguments, call the public API, write files.
+
+Exit codes: 0 success, 1 a failed check, 2 bad usage or options, 3 SBML rejected
+(InvalidSBMLError, UnsupportedFeatureError), 4 an analysis error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+import pandas as pd
+
+from .errors import OptionsError, SbmlCmeError, exit_code_for
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_SBML, EXIT_ANALYSIS = 0, 1, 2, 3, 4
+
+#: Initial copy numbers above which `info` warns that exact simulation is impractical.
+LARGE_COUNT = 1e6
+
+
+def _read_options(args) -> dict:
+    options = {}
+    if getattr(args, "volume", None):
+        volumes = {}
+        for item in args.volume:
+            name, _, value = item.partition("=")
+            try:
+                volumes[name] = float(value)
+            except ValueError:
+                raise OptionsError(f"--volume expects COMPARTMENT=LITRES, got {item!r}") from None
+        options["volumes"] = volumes
+    if getattr(args, "substance_unit", None):
+        unit = args.substance_unit
+        try:
+            unit = float(unit)
+        except ValueError:
+            pass
+        options["substance_unit"] = unit
+    if getattr(args, "no_falling_factorials", False):
+        options["falling_factorials"] = False
+    return options
+
+
+def _times(args) -> np.ndarray:
+    if args.points < 2 or not args.t_end > 0:
+        raise OptionsError("--points must be at least 2 and --t-end positive")
+    return np.linspace(0.0, args.t_end, args.points)
+
+
+def _write(frame: pd.DataFrame, path: str | None) -> None:
+    if path:
+        frame.to_csv(path, index=False)
+        print(f"wrote {path}")
+    else:
+        print(frame.to_csv(index=False), end="")
+
+
+def cmd_info(args) -> int:
+    from .io import read_sbml
+    from .kinetics import compile_network
+
+    network = read_sbml(args.model, **_read_options(args))
+    frames = network.summary_frames()
+    with pd.option_context("display.width", 200, "display.max_columns", 20,
+                           "display.max_colwidth", 60, "display.max_rows", 500):
+        print(f"model {network.id!r} {network.name!r}: {len(network.species)} species, "
+              f"{len(network.reactions)} reaction channels, {len(network.events)} events, "
+              f"{len(network.outputs)} rule outputs")
+        print("\nSpecies\n", frames["species"].to_string(index=False))
+        print("\nReactions\n", frames["reactions"].to_string(index=False))
+        print("\nConversion table\n", network.conversion_table().drop(
+            columns=["deterministic_rate"]).to_string(index=False))
+    for note in network.notes:
+        print(f"note: {note}")
+    largest = max((s.initial_count for s in network.species), default=0.0)
+    rates = compile_network(network).propensities(network.initial_counts)
+    if largest > LARGE_COUNT:
+        print(f"warning: initial copy numbers up to {largest:.3g} molecules: exact "
+              "simulation will be slow or impossible. If the model is meant for small "
+              "numbers, set volumes (--volume COMPARTMENT=LITRES) or --substance-unit item.")
+    print(f"initial total propensity: {np.sum(rates):.6g} events per time unit")
+    return EXIT_OK
+
+
+def cmd_ssa(args) -> int:
+    from .analyses import simulate_ssa
+    from .io import read_sbml
+
+    network = read_sbml(args.model, **_read_options(args))
+    result = simulate_ssa(network, _times(args), n_trajectories=args.trajectories,
+                          seed=args.seed, method=args.method, n_jobs=args.jobs,
+                          progress=not args.no_progress)
+    _write(result.stats(units=args.units), args.out)
+    print(f"{result.total_events} reaction events in {result.run_info['wall_time']:.2f} s",
+          file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_ode(args) -> int:
+    from .analyses import simulate_deterministic
+    from .io import read_sbml
+
+    network = read_sbml(args.model, **_read_options(args))
+    result = simulate_deterministic(network, _times(args))
+    _write(result.to_wide(units=args.units), args.out)
+    return EXIT_OK
+
+
+def cmd_crosscheck(args) -> int:
+    from .crosscheck import crosscheck
+
+    table = crosscheck(args.model, _times(args), **_read_options(args))
+    _write(table, args.out)
+    disagree = table[table.verdict != "agree"]
+    if len(disagree):
+        print(f"DISAGREE with tellurium: {', '.join(disagree.species)}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    print(f"all {len(table)} columns agree with tellurium", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_analyze(args) -> int:
+    from .reports.analyze import analyze
+
+    report = analyze(args.model, t_end=args.t_end, points=args.points,
+                     n_trajectories=args.trajectories, seed=args.seed,
+                     progress=not args.no_progress, **_read_options(args))
+    paths = report.write(args.out)
+    print(report.summary())
+    print(f"wrote {len(paths)} files to {args.out}")
+    return EXIT_CHECK_FAILED if report.crosscheck_passed() is False else EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="sbml-cme", description="Exact stochastic analyses of SBML models.",
+        epilog="Exit codes: 0 ok, 1 failed check, 2 bad options, 3 SBML rejected, "
+               "4 analysis error.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def model_command(name, function, help_text):
+        command = commands.add_parser(name, help=help_text)
+        command.add_argument("model", help="SBML file")
+        command.add_argument("--volume", action="append", metavar="COMPARTMENT=LITRES",
+                             help="override a compartment volume (repeatable)")
+        command.add_argument("--substance-unit", metavar="UNIT",
+                             help="what one substance unit is: item, mole, nanomole, ... "
+                                  "or molecules per unit")
+        command.add_argument("--no-falling-factorials", action="store_true",
+                             help="use n**m instead of (n)_m (laws already propensities)")
+        command.add_argument("--debug", action="store_true", help="show tracebacks")
+        command.set_defaults(function=function)
+        return command
+
+    def timed(command, points=51):
+        command.add_argument("--t-end", type=float, default=10.0)
+        command.add_argument("--points", type=int, default=points,
+                             help="output points from 0 to T inclusive")
+
+    def ensemble(command):
+        command.add_argument("--trajectories", type=int, default=1000)
+        command.add_argument("--seed", type=int, default=None)
+        command.add_argument("--no-progress", action="store_true")
+
+    model_command("info", cmd_info, "species, reactions and the conversion table")
+    ssa = model_command("ssa", cmd_ssa, "exact SSA ensemble statistics (time, X-mean, X-sd)")
+    timed(ssa)
+    ensemble(ssa)
+    ssa.add_argument("--method", default="direct", choices=["direct", "tree"])
+    ssa.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
+    ssa.add_argument("--units", default="count", choices=["count", "model"])
+    ssa.add_argument("--out", help="CSV file (default: standard output)")
+    ode = model_command("ode", cmd_ode, "deterministic rate equations")
+    timed(ode)
+    ode.add_argument("--units", default="model",
+                     choices=["model", "amount", "concentration", "count"])
+    ode.add_argument("--out", help="CSV file (default: standard output)")
+    check = model_command("crosscheck", cmd_crosscheck,
+                          "compare the rate equations with tellurium (exit 1 on disagreement)")
+    timed(check)
+    check.add_argument("--out", help="CSV file (default: standard output)")
+    analyze = model_command("analyze", cmd_analyze, "run every analysis; write tables to DIR")
+    timed(analyze)
+    ensemble(analyze)
+    analyze.add_argument("--out", required=True, metavar="DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse: usage errors exit 2, --help exits 0
+        return int(exit_.code or 0)
+    try:
+        return args.function(args)
+    except SbmlCmeError as error:
+        if args.debug:
+            raise
+        print(f"error: {error}", file=sys.stderr)
+        return exit_code_for(error)
+    except OSError as error:
+        if args.debug:
+            raise
+        print(f"error: {error.strerror or error}: {error.filename or ''}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
