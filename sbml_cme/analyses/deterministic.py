@@ -1,7 +1,8 @@
 """The deterministic limit: the network's own rate equations, with SBML events.
 
-Integrates dy/dt = S a_det(F y) / F in model amounts y = x / F (x in molecules), so that
-tolerances are those of the model's own units, with a stiff-capable scipy solver.
+Integrates dy/dt = S a_det(s y) / s in the species' declared model units y = x / s
+(x in molecules, s = F for an amount, F V for a concentration), so that tolerances are
+those of the model's own units, with a stiff-capable scipy solver.
 Events: every relational atom of every trigger is a root function; time thresholds are
 hit exactly; delays, priorities, persistence and ``useValuesFromTriggerTime`` follow
 SBML Level 3 semantics.
@@ -17,12 +18,16 @@ import numpy as np
 import sympy
 from scipy.integrate import solve_ivp
 
-from ..errors import AnalysisError, ConvergenceError, OptionsError
-from ..kinetics import compile_expressions, compile_network, net_rates
+from ..errors import AnalysisError, ConvergenceError, OptionsError, UnsupportedFeatureError
+from ..kinetics import (compile_expressions, compile_network, event_assigned_parameters,
+                        net_rates)
 from ..network import TIME, Network
 from ..results import DeterministicResult
 
 METHODS = {"LSODA": "LSODA", "BDF": "BDF", "Radau": "Radau"}
+
+#: Cap on every species' absolute tolerance, in molecules.
+ATOL_MOLECULES = 1e-6
 
 
 def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
@@ -37,7 +42,10 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
     method : str
         A scipy ``solve_ivp`` method from ``METHODS`` (stiff-capable by default).
     rtol, atol : float
-        Tolerances, relative and in model amount units.
+        Tolerances, relative and in each species' declared model units. The absolute
+        tolerance of a species is further capped at ``ATOL_MOLECULES`` molecules, so
+        that models whose values are tiny in their own units (nmol in fL) keep
+        ``rtol`` accuracy.
 
     Returns
     -------
@@ -80,7 +88,8 @@ class _EventIntegrator:
         self.network = network
         self.compiled = compile_network(network)
         self.method, self.rtol, self.atol = method, rtol, atol
-        self.scale = np.array([max(s.molecules_per_unit, 1e-300) for s in network.species])
+        self.scale = np.array([_model_scale(network, s) for s in network.species])
+        self.atol = np.minimum(atol, ATOL_MOLECULES / self.scale)
         self.fixed = np.array([s.fixed for s in network.species])
         self.parameters = network.parameter_values.copy()
         self.events = network.events
@@ -89,8 +98,8 @@ class _EventIntegrator:
         self.atoms = atoms
         self.atom_programs = compile_expressions(network, [a.lhs - a.rhs for a in atoms],
                                                  "event trigger")
-        self.time_atoms = np.array([a.free_symbols <= {TIME} | _parameter_symbols(network)
-                                    and TIME in a.free_symbols for a in atoms], dtype=bool)
+        self.time_atoms = np.array([_is_time_threshold_atom(a, network) for a in atoms],
+                                   dtype=bool)
         self.thresholds = self.compiled.time_thresholds
         self.trigger_state = [e.initial_value for e in self.events]
         self.priority_programs = compile_expressions(
@@ -151,14 +160,21 @@ class _EventIntegrator:
 
     def process_events(self, t: float, x: np.ndarray, crossed=None) -> np.ndarray:
         """Fire every event whose trigger turned true at ``t``; cascade; run due ones."""
+        # A crossed atom sits on its root (g == 0): it keeps the side it crossed to for
+        # as long as no assignment moves it off the root.
+        at_root = {k: self.atom_programs.evaluate(k, x, self.parameters, t)
+                   for k in (crossed or {})}
         for _ in range(10_000):
+            if crossed:
+                crossed = {k: side for k, side in crossed.items()
+                           if self.atom_programs.evaluate(k, x, self.parameters, t)
+                           == at_root[k]}
             now = self.trigger_values(t, x, crossed)
-            crossed = None
             fired = [i for i, (before, after) in enumerate(zip(self.trigger_state, now))
                      if after and not before]
             for i, (before, after) in enumerate(zip(self.trigger_state, now)):
                 if before and not after and not self.events[i].persistent:
-                    self.pending = [p for p in self.pending if p[2] != i]
+                    self.pending = [p for p in self.pending if p[3] != i]
                     heapq.heapify(self.pending)
             self.trigger_state = now
             for i in fired:
@@ -177,12 +193,29 @@ class _EventIntegrator:
             # Execute the highest-priority due event, then re-check everything.
             due.sort(key=lambda p: (p[0], -self._priority(p[3], t, x), p[2]))
             chosen = due[0]
+            self._check_priority_tie(due, t, x)
             self.pending.remove(chosen)
             heapq.heapify(self.pending)
             values = chosen[4] if chosen[4] is not None else \
                 self._assignment_values(chosen[3], t, x)
             x = self._apply(chosen[3], values, x)
         raise ConvergenceError("more than 10000 events at one time: an event loop")
+
+    def _check_priority_tie(self, due, t, x) -> None:
+        """SBML executes simultaneous events of equal priority in random order: a
+        deterministic run cannot reproduce that, so it refuses instead of choosing."""
+        if len(due) < 2:
+            return
+        first, second = due[0][3], due[1][3]
+        if self.events[first].priority is None or self.events[second].priority is None:
+            return
+        if self._priority(first, t, x) == self._priority(second, t, x):
+            raise UnsupportedFeatureError(
+                "simultaneous events of equal priority (random execution order)",
+                self.events[first].id, analysis="deterministic",
+                hint=f"Events '{self.events[first].id}' and '{self.events[second].id}' are "
+                     f"due at t={t:g} with the same priority; give them distinct "
+                     "priorities.")
 
     # -- integration -------------------------------------------------------------------
     def run(self, times: np.ndarray) -> np.ndarray:
@@ -223,7 +256,17 @@ class _EventIntegrator:
             if crossed is None and np.any(np.isclose(self.thresholds, t, rtol=0,
                                                      atol=tolerance)):
                 crossed = self._time_crossings(t, x)
-            x = self.process_events(t, x, crossed)
+            parameters_before = self.parameters.copy()
+            x_after = self.process_events(t, x, crossed)
+            if last_crossing is not None and (
+                    not np.array_equal(x_after, x) or
+                    not np.array_equal(parameters_before, self.parameters)):
+                # An assignment moved the state: the atom may no longer sit on its root.
+                k = last_crossing[0]
+                if self.atom_programs.evaluate(k, x_after, self.parameters, t) != \
+                        self.atom_programs.evaluate(k, x, parameters_before, t):
+                    last_crossing = None
+            x = x_after
             record(t, x)
         return states
 
@@ -279,8 +322,31 @@ class _EventIntegrator:
         return ahead - behind
 
 
-def _parameter_symbols(network: Network) -> set:
-    return {sympy.Symbol(p) for p in network.parameter_ids}
+def _model_scale(network: Network, species) -> float:
+    """Molecules per declared model unit of ``species`` (amount or concentration).
+
+    Integrating in the model's own units keeps ``atol`` meaningful: amounts of
+    1e-16 mole in a 1e-15 litre compartment are concentrations of order one.
+    """
+    try:
+        scale = network.species_scale(species.id, "model")
+    except OptionsError:
+        scale = species.molecules_per_unit
+    return scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
+def _is_time_threshold_atom(atom, network: Network) -> bool:
+    """True for ``time <op> c`` atoms (c fixed): they flip only at the precomputed
+    thresholds. Atoms on event-assigned parameters, or not polynomial in time (so
+    without precomputed thresholds), are located by root finding instead."""
+    if TIME not in atom.free_symbols:
+        return False
+    constant = {sympy.Symbol(p) for p in network.parameter_ids} - {
+        sympy.Symbol(p) for p in event_assigned_parameters(network)}
+    if not atom.free_symbols <= {TIME} | constant:
+        return False
+    difference = sympy.expand(atom.lhs - atom.rhs)
+    return bool(difference.is_polynomial(TIME))
 
 
 def _relation_holds(atom, g: float) -> bool:

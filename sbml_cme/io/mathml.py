@@ -15,7 +15,10 @@ import libsbml
 import sympy
 
 from ..errors import UnsupportedFeatureError
-from ..network import AVOGADRO, TIME
+from ..network import TIME
+
+#: Value of the ``avogadro`` csymbol fixed by the SBML Level 3 specifications.
+SBML_AVOGADRO_CSYMBOL = 6.02214179e23
 
 _UNARY = {
     libsbml.AST_FUNCTION_ABS: sympy.Abs,
@@ -71,6 +74,9 @@ class FunctionDefinitions:
 
     def __init__(self, model: libsbml.Model):
         self.bodies: dict[str, tuple[list[str], libsbml.ASTNode]] = {}
+        #: Reaction ids: as a symbol (L3) a reaction id means its rate, a deterministic
+        #: flux with no counterpart in a stochastic network.
+        self.reaction_ids = {r.getId() for r in model.getListOfReactions()}
         for fd in model.getListOfFunctionDefinitions():
             math_ = fd.getMath()
             if math_ is None:
@@ -80,7 +86,8 @@ class FunctionDefinitions:
 
 
 def to_sympy(ast: libsbml.ASTNode, element_id: str, functions: FunctionDefinitions,
-             rename: Mapping[str, sympy.Basic] | None = None) -> sympy.Basic:
+             rename: Mapping[str, sympy.Basic] | None = None, *,
+             numeric: bool = True) -> sympy.Basic:
     """Convert ``ast`` to sympy.
 
     Parameters
@@ -93,11 +100,14 @@ def to_sympy(ast: libsbml.ASTNode, element_id: str, functions: FunctionDefinitio
         Function definitions to expand.
     rename : mapping, optional
         Name -> sympy expression replacements (local parameters, lambda arguments).
+    numeric : bool
+        The math is a value (true/false become 1/0); False for trigger conditions.
     """
     if ast is None:
         raise UnsupportedFeatureError("missing math", element_id)
     converter = _Converter(element_id, functions)
-    return converter.convert(ast, dict(rename or {}))
+    result = converter.convert(ast, dict(rename or {}))
+    return _as_number(result) if numeric else result
 
 
 class _Converter:
@@ -126,11 +136,19 @@ class _Converter:
             return sympy.Float(value)
         if kind == libsbml.AST_NAME:
             name = ast.getName()
-            return names[name] if name in names else sympy.Symbol(name)
+            if name in names:
+                return names[name]
+            if name in self.functions.reaction_ids:
+                raise self.unsupported(
+                    f"the reaction rate symbol '{name}' in math",
+                    "A stochastic network has no continuous reaction flux; use the rate "
+                    "law's expression instead.")
+            return sympy.Symbol(name)
         if kind == libsbml.AST_NAME_TIME:
             return TIME
         if kind == libsbml.AST_NAME_AVOGADRO:
-            return sympy.Float(AVOGADRO)
+            # The value SBML Level 3 defines for the csymbol (not the 2019 SI value).
+            return sympy.Float(SBML_AVOGADRO_CSYMBOL)
         if kind == libsbml.AST_CONSTANT_E:
             return sympy.E
         if kind == libsbml.AST_CONSTANT_PI:
@@ -145,18 +163,19 @@ class _Converter:
                 "drop it; exact stochastic simulation needs a memoryless state.")
         if kind == getattr(libsbml, "AST_FUNCTION_RATE_OF", -999):
             raise self.unsupported("the rateOf csymbol")
+        number = lambda node: _as_number(sub(node))  # noqa: E731
         if kind == libsbml.AST_PLUS:
-            return sympy.Add(*map(sub, children)) if children else sympy.Integer(0)
+            return sympy.Add(*map(number, children)) if children else sympy.Integer(0)
         if kind == libsbml.AST_TIMES:
-            return sympy.Mul(*map(sub, children)) if children else sympy.Integer(1)
+            return sympy.Mul(*map(number, children)) if children else sympy.Integer(1)
         if kind == libsbml.AST_MINUS:
             if len(children) == 1:
-                return -sub(children[0])
-            return sub(children[0]) - sub(children[1])
+                return -number(children[0])
+            return number(children[0]) - number(children[1])
         if kind == libsbml.AST_DIVIDE:
-            return sub(children[0]) / sub(children[1])
+            return number(children[0]) / number(children[1])
         if kind in (libsbml.AST_POWER, libsbml.AST_FUNCTION_POWER):
-            return sub(children[0]) ** sub(children[1])
+            return number(children[0]) ** number(children[1])
         if kind == libsbml.AST_FUNCTION_ROOT:
             if len(children) == 1:
                 return sympy.sqrt(sub(children[0]))
@@ -166,7 +185,7 @@ class _Converter:
                 return sympy.log(sub(children[0]), 10)
             return sympy.log(sub(children[1]), sub(children[0]))
         if kind in _UNARY:
-            return _UNARY[kind](sub(children[0]))
+            return _UNARY[kind](number(children[0]))
         if kind in _RELATIONAL:
             values = list(map(sub, children))
             pairs = [_RELATIONAL[kind](a, b) for a, b in zip(values, values[1:])]
@@ -180,9 +199,9 @@ class _Converter:
             return sympy.Not(_as_boolean(sub(children[0])))
         if kind == libsbml.AST_FUNCTION_PIECEWISE:
             values = list(map(sub, children))
-            pieces = [(values[i], _as_boolean(values[i + 1]))
+            pieces = [(_as_number(values[i]), _as_boolean(values[i + 1]))
                       for i in range(0, len(values) - 1, 2)]
-            otherwise = values[-1] if len(values) % 2 == 1 else sympy.nan
+            otherwise = _as_number(values[-1]) if len(values) % 2 == 1 else sympy.nan
             return sympy.Piecewise(*pieces, (otherwise, True))
         if kind == getattr(libsbml, "AST_FUNCTION_MAX", -999):
             return sympy.Max(*map(sub, children))
@@ -208,8 +227,23 @@ class _Converter:
         return self.convert(body, dict(zip(parameters, arguments)))
 
 
+def _as_number(value):
+    """SBML L3V2 lets booleans stand for numbers in arithmetic (true is 1)."""
+    if value is sympy.true or value is sympy.false:
+        return sympy.Integer(1 if value is sympy.true else 0)
+    if _is_logical(value):
+        return sympy.Piecewise((1, value), (0, True))
+    return value
+
+
+def _is_logical(value) -> bool:
+    """A truth value (sympy's Symbol also subclasses Boolean, so test the kinds)."""
+    return value is sympy.true or value is sympy.false or isinstance(
+        value, (sympy.logic.boolalg.BooleanFunction, sympy.core.relational.Relational))
+
+
 def _as_boolean(value):
     """SBML lets numbers stand for booleans in logical context (non-zero is true)."""
-    if isinstance(value, sympy.logic.boolalg.Boolean):
+    if _is_logical(value):
         return value
     return sympy.Ne(value, 0)

@@ -12,6 +12,7 @@ Everything else is substituted as is, and must be provably non-negative.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 
@@ -116,8 +117,9 @@ def _check_document(document: libsbml.SBMLDocument, source: str) -> libsbml.Mode
         raise InvalidSBMLError(f"'{source}' contains no SBML model")
     packages = set()
     if document.getLevel() >= 3:
+        # libsbml attaches 'l3v2extendedmath' to every L3V2 document: it is core math.
         packages = {document.getPlugin(i).getPackageName()
-                    for i in range(document.getNumPlugins())}
+                    for i in range(document.getNumPlugins())} - {"l3v2extendedmath"}
     for package in sorted(packages):
         if document.isSetPackageRequired(package) and document.getPackageRequired(package):
             raise UnsupportedFeatureError(
@@ -146,6 +148,11 @@ class _Importer:
         self.rule_formulas = self._assignment_rules()
         self.extent_factor = self._extent_factor()
         self.values = self._initial_values()
+        for cid, compartment in list(self.compartments.items()):
+            if cid in self.values and self.values[cid] != compartment.size:
+                # An initial assignment sets the (constant) size.
+                self.compartments[cid] = dataclasses.replace(compartment,
+                                                             size=self.values[cid])
         self.species = self._species()
         self.species_ids = {s.id for s in self.species}
         self.count_subs = self._count_substitutions()
@@ -334,12 +341,13 @@ class _Importer:
             size = compartment.getSize() if compartment.isSetSize() else None
             if compartment.getId() in overrides:
                 size = overrides[compartment.getId()] / litres
-            elif size is None and self.level == 2 and compartment.getSpatialDimensions() == 0:
-                size = 1.0
+            elif size is None and (compartment.getSpatialDimensionsAsDouble() == 0
+                                   if self.level >= 3 else
+                                   compartment.getSpatialDimensions() == 0):
+                size = 1.0  # a point has no size: its species' values are amounts
             result[compartment.getId()] = Compartment(
                 id=compartment.getId(), name=compartment.getName(), size=size,
-                spatial_dimensions=compartment.getSpatialDimensionsAsDouble()
-                if self.level >= 3 else float(compartment.getSpatialDimensions()),
+                spatial_dimensions=_spatial_dimensions(compartment, self.level),
                 litres_per_unit=litres)
         return result
 
@@ -355,8 +363,10 @@ class _Importer:
     def _initial_values(self) -> dict[str, float]:
         """Values of every SBML symbol at t = 0 (species as their symbols mean)."""
         values: dict[str, float] = {}
+        overridden = {cid for cid, _ in self.options.volumes}
         for cid, compartment in self.compartments.items():
-            if compartment.size is not None:
+            if compartment.size is not None and (
+                    cid in overridden or self.model.getInitialAssignment(cid) is None):
                 values[cid] = compartment.size
         for parameter in self.model.getListOfParameters():
             if parameter.isSetValue():
@@ -370,7 +380,6 @@ class _Importer:
         for species in self.model.getListOfSpecies():
             pending_species[species.getId()] = species
         definitions = dict(self.rule_formulas)
-        overridden = {cid for cid, _ in self.options.volumes}
         for assignment in self.model.getListOfInitialAssignments():
             symbol = assignment.getSymbol()
             if symbol in overridden:
@@ -598,7 +607,8 @@ class _Importer:
             delay = event.getDelay()
             priority = event.getPriority() if self.level >= 3 else None
             events.append(Event(
-                id=eid, trigger=self.to_counts(to_sympy(trigger.getMath(), eid, self.functions)),
+                id=eid, trigger=self.to_counts(to_sympy(trigger.getMath(), eid, self.functions,
+                                                 numeric=False)),
                 assignments=tuple(assignments),
                 delay=self.to_counts(to_sympy(delay.getMath(), eid, self.functions))
                 if delay is not None and delay.getMath() is not None else None,
@@ -611,6 +621,15 @@ class _Importer:
         return events
 
 
+def _spatial_dimensions(compartment: libsbml.Compartment, level: int) -> float | None:
+    """Dimensions as a number, None when an L3 model leaves them unset (never NaN,
+    which would break network equality and hashing)."""
+    if level < 3:
+        return float(compartment.getSpatialDimensions())
+    return compartment.getSpatialDimensionsAsDouble() if compartment.isSetSpatialDimensions() \
+        else None
+
+
 def number(value: float) -> sympy.Number:
     """A sympy number, exact when ``value`` is a whole number (keeps formulas readable)."""
     if float(value).is_integer() and abs(value) < 2**53:
@@ -619,9 +638,13 @@ def number(value: float) -> sympy.Number:
 
 
 def _evaluate(formula: sympy.Basic, values: dict[str, float], element_id: str) -> float:
+    # Constants become floats first, so that P1 == pi holds when P1 was set to pi.
     substituted = sympy.sympify(formula).xreplace(
+        {sympy.pi: sympy.Float(np.pi), sympy.E: sympy.Float(np.e)}).xreplace(
         {s: sympy.Float(values[str(s)]) for s in formula.free_symbols if str(s) in values}
     ).xreplace({TIME: sympy.Integer(0)})
+    if substituted is sympy.true or substituted is sympy.false:
+        return 1.0 if substituted is sympy.true else 0.0  # SBML L3V2: booleans are 1/0
     try:
         return float(substituted)
     except (TypeError, ValueError):
@@ -636,6 +659,9 @@ def _classify(rid: str, sbml_law: str, propensity: sympy.Expr,
               importer: _Importer) -> list[Reaction]:
     """Decide the propensity form of one SBML reaction; returns its channel(s)."""
     species = [s for s in propensity.free_symbols if s.name in importer.species_ids]
+    # Reactants and products absent from the law still count: order 0 is not order 1.
+    species = sorted(set(species) | {sympy.Symbol(sid) for sid, _ in reactants + products},
+                     key=lambda symbol: symbol.name)
     F = importer.extent_factor
     falling = importer.options.falling_factorials
     terms = _polynomial_terms(propensity, species)
