@@ -108,6 +108,25 @@ def cmd_ode(args) -> int:
     return EXIT_OK
 
 
+def cmd_cme(args) -> int:
+    from .analyses import solve_cme, stationary_cme
+    from .io import read_sbml
+
+    network = read_sbml(args.model, **_read_options(args))
+    if args.stationary:
+        result = stationary_cme(network, tol=args.tol, max_states=args.max_states)
+    else:
+        result = solve_cme(network, _times(args), tol=args.tol, max_states=args.max_states)
+    _write(result.stats(), args.out)
+    if args.distribution:
+        marginals = pd.concat([result.marginal(s).assign(species=s)
+                               for s in network.species_ids], ignore_index=True)
+        _write(marginals[["time", "species", "count", "probability"]], args.distribution)
+    print(f"{result.n_states} states, certified L1 error {result.error_bound:.3g}",
+          file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_crosscheck(args) -> int:
     from .crosscheck import crosscheck
 
@@ -178,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     ode.add_argument("--units", default="model",
                      choices=["model", "amount", "concentration", "count"])
     ode.add_argument("--out", help="CSV file (default: standard output)")
+    cme = model_command("cme", cmd_cme, "chemical master equation by finite state projection")
+    timed(cme)
+    cme.add_argument("--stationary", action="store_true", help="the stationary law instead")
+    cme.add_argument("--tol", type=float, default=1e-6, help="certified L1 error bound")
+    cme.add_argument("--max-states", type=int, default=None)
+    cme.add_argument("--out", help="CSV of time, X-mean, X-sd (default: standard output)")
+    cme.add_argument("--distribution", metavar="FILE",
+                     help="also write the marginals: time, species, count, probability")
     check = model_command("crosscheck", cmd_crosscheck,
                           "compare the rate equations with tellurium (exit 1 on disagreement)")
     timed(check)

@@ -134,3 +134,103 @@ class EnsembleResult:
         head = (f"<p><b>{self.method}</b> ensemble: {self.n_trajectories} trajectories, "
                 f"{len(self.times)} time points, {self.total_events} events</p>")
         return head + self.stats().head(20).to_html()
+
+
+@dataclass(frozen=True)
+class CMEResult:
+    """Distributions from the chemical master equation (finite state projection).
+
+    Attributes
+    ----------
+    times : ndarray, shape (n_times,)
+        Output times (``[inf]`` for a stationary result).
+    distributions : tuple of (states, probabilities)
+        Per time: ``states`` (n_states, n_species) molecule counts and ``probabilities``
+        (n_states,), the FSP lower bound of the exact law (sums to 1 - leaked mass).
+    error_bounds : ndarray, shape (n_times,)
+        Certified L1 error of each distribution (THEORY.md section 7).
+    """
+
+    network: Network
+    times: np.ndarray
+    distributions: tuple
+    error_bounds: np.ndarray
+    run_info: dict = field(default_factory=dict)
+
+    @property
+    def error_bound(self) -> float:
+        """The largest certified L1 error over all times."""
+        return float(np.max(self.error_bounds))
+
+    @property
+    def n_states(self) -> int:
+        """Size of the largest state set used."""
+        return int(self.run_info.get("n_states", max(len(s) for s, _ in self.distributions)))
+
+    def _normalised(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        states, probabilities = self.distributions[k]
+        return states.astype(float), probabilities / probabilities.sum()
+
+    @property
+    def moments(self) -> pd.DataFrame:
+        """``time, species, mean, variance`` (counts; the FSP law renormalised to 1)."""
+        rows = []
+        for k, t in enumerate(self.times):
+            states, p = self._normalised(k)
+            mean = p @ states
+            variance = p @ (states - mean) ** 2
+            rows.extend({"time": t, "species": s, "mean": mean[i], "variance": variance[i]}
+                        for i, s in enumerate(self.network.species_ids))
+        return pd.DataFrame(rows, columns=["time", "species", "mean", "variance"])
+
+    def covariance(self) -> pd.DataFrame:
+        """``time, species_i, species_j, covariance`` for every ordered pair."""
+        rows = []
+        ids = self.network.species_ids
+        for k, t in enumerate(self.times):
+            states, p = self._normalised(k)
+            centred = states - p @ states
+            matrix = centred.T @ (centred * p[:, None])
+            rows.extend({"time": t, "species_i": a, "species_j": b, "covariance": matrix[i, j]}
+                        for i, a in enumerate(ids) for j, b in enumerate(ids))
+        return pd.DataFrame(rows, columns=["time", "species_i", "species_j", "covariance"])
+
+    def marginal(self, species: str) -> pd.DataFrame:
+        """``time, count, probability`` of one species (unnormalised FSP values)."""
+        if species not in self.network.species_index:
+            raise OptionsError(f"unknown species {species!r}")
+        column = self.network.species_index[species]
+        frames = []
+        for k, t in enumerate(self.times):
+            states, probabilities = self.distributions[k]
+            counts = states[:, column].astype(np.int64)
+            totals = np.bincount(counts, weights=probabilities)
+            support = np.nonzero(totals)[0]
+            frames.append(pd.DataFrame({"time": t, "count": support,
+                                        "probability": totals[support]}))
+        return pd.concat(frames, ignore_index=True)
+
+    def distribution(self, time: float | None = None) -> pd.DataFrame:
+        """The joint law at ``time`` (default: the last): one column per species plus
+        ``probability``."""
+        k = len(self.times) - 1 if time is None else int(np.argmin(np.abs(self.times - time)))
+        if time is not None and not np.isclose(self.times[k], time):
+            raise OptionsError(f"no output at time {time}; times are {list(self.times)}")
+        states, probabilities = self.distributions[k]
+        frame = pd.DataFrame(states, columns=list(self.network.species_ids))
+        frame["probability"] = probabilities
+        return frame
+
+    def stats(self) -> pd.DataFrame:
+        """Wide ``time, X-mean, X-sd`` in molecule counts (like the SSA's ``stats()``)."""
+        moments = self.moments
+        frame = {"time": self.times}
+        for s in self.network.species_ids:
+            rows = moments[moments.species == s]
+            frame[f"{s}-mean"] = rows["mean"].to_numpy()
+            frame[f"{s}-sd"] = np.sqrt(np.maximum(rows["variance"].to_numpy(), 0.0))
+        return pd.DataFrame(frame)
+
+    def _repr_html_(self) -> str:
+        return (f"<p><b>CME</b> (finite state projection): {self.n_states} states, "
+                f"certified L1 error {self.error_bound:.3g}</p>" + self.stats().to_html())
