@@ -100,6 +100,7 @@ class _EventIntegrator:
                                                  "event trigger")
         self.time_atoms = np.array([_is_time_threshold_atom(a, network) for a in atoms],
                                    dtype=bool)
+        self.trigger_functions = _boolean_functions(self.events, atoms)
         self.thresholds = self.compiled.time_thresholds
         self.trigger_state = [e.initial_value for e in self.events]
         self.priority_programs = compile_expressions(
@@ -134,8 +135,7 @@ class _EventIntegrator:
 
     def trigger_values(self, t, x, crossed=None) -> list[bool]:
         values = self.atom_values(t, x, crossed)
-        mapping = {atom: sympy.true if v else sympy.false for atom, v in zip(self.atoms, values)}
-        return [bool(e.trigger.xreplace(mapping)) for e in self.events]
+        return [bool(function(*values)) for function in self.trigger_functions]
 
     # -- events -----------------------------------------------------------------------
     def _assignment_values(self, index: int, t: float, x: np.ndarray) -> np.ndarray:
@@ -239,13 +239,15 @@ class _EventIntegrator:
         record(t, x)
         end = float(times[-1])
         last_crossing = None
+        ignored: set[int] = set()  # atoms identically on their root (no progress)
         while next_output < len(times):
             stops = [end] + [p[0] for p in self.pending[:1]] + [
                 th for th in self.thresholds if th > t + tolerance][:1]
             t_stop = min(stops)
             t_eval = times[(times > t + tolerance) & (times < t_stop - tolerance)]
-            x_end, t_end, outputs = self._segment(t, t_stop, x, t_eval, last_crossing)
+            x_end, t_end, outputs = self._segment(t, t_stop, x, t_eval, last_crossing, ignored)
             crossed_atom, direction, last_crossing = None, 0, None
+            stalled = isinstance(t_end, tuple) and t_end[0] <= t
             for t_out, x_out in outputs:
                 record(t_out, x_out)
             if isinstance(t_end, tuple):  # stopped at a root
@@ -266,6 +268,14 @@ class _EventIntegrator:
                 if self.atom_programs.evaluate(k, x_after, self.parameters, t) != \
                         self.atom_programs.evaluate(k, x, parameters_before, t):
                     last_crossing = None
+            if stalled and np.array_equal(x_after, x) and np.array_equal(
+                    parameters_before, self.parameters, equal_nan=True):
+                # A root at the very start that changed nothing: the atom sits on its
+                # root without crossing (e.g. |Q - R| - maxdiff == 0 identically); stop
+                # watching it until the integration makes progress.
+                ignored.add(crossed_atom)
+            elif not stalled:
+                ignored.clear()
             x = x_after
             record(t, x)
         return states
@@ -276,11 +286,12 @@ class _EventIntegrator:
         return {k: float(np.sign(g_after[k])) * 1e-300 for k in range(len(self.atoms))
                 if self.time_atoms[k]}
 
-    def _segment(self, t0, t1, x0, t_eval, last_crossing=None):
+    def _segment(self, t0, t1, x0, t_eval, last_crossing=None, ignored=frozenset()):
         """Integrate from t0 to t1 or the first trigger root; returns (x, t, outputs)."""
         if t1 <= t0:
             return x0, t0, []
-        root_atoms = [k for k in range(len(self.atoms)) if not self.time_atoms[k]]
+        root_atoms = [k for k in range(len(self.atoms))
+                      if not self.time_atoms[k] and k not in ignored]
         functions = []
         for k in root_atoms:
             def g(t, y, k=k):
@@ -320,6 +331,15 @@ class _EventIntegrator:
         behind = self.atom_programs.evaluate(k, x - dydt * self.scale * step, self.parameters,
                                              t - step)
         return ahead - behind
+
+
+def _boolean_functions(events, atoms) -> list:
+    """Each trigger as a Python function of its relational atoms' truth values
+    (compiled once, so no sympy runs while events fire)."""
+    flags = [sympy.Symbol(f"atom{k}") for k in range(len(atoms))]
+    replace = dict(zip(atoms, flags))
+    return [sympy.lambdify(flags, event.trigger.xreplace(replace), modules="math")
+            for event in events]
 
 
 def _model_scale(network: Network, species) -> float:

@@ -690,6 +690,8 @@ def _classify(rid: str, sbml_law: str, propensity: sympy.Expr,
     if not _provably_non_negative(propensity, species, importer):
         if _is_falling_factorial_form(propensity, species, importer):
             form = "general (falling factorial as written)"
+        elif _non_negative_on_counts(propensity, species, importer):
+            form = "general (non-negative on whole-number counts)"
         elif _is_signed_difference(propensity, importer):
             hint = ("Write reversible reactions as a difference of two mass-action terms "
                     "(forward in the reactants, backward in the products) or as two "
@@ -796,6 +798,46 @@ def _is_signed_difference(propensity, importer: _Importer) -> bool:
     if not isinstance(expression, sympy.Add):
         return False
     return any(term.could_extract_minus_sign() for term in expression.args)
+
+
+#: Largest number of whole-number counts checked one by one by _non_negative_on_counts.
+_COUNT_CHECK_LIMIT = 100_000
+
+
+def _non_negative_on_counts(propensity, species, importer: _Importer) -> bool:
+    """Proof that a one-species polynomial law is >= 0 at every count n = 0, 1, 2, ...
+
+    Beyond its largest real root a polynomial keeps the sign of its leading coefficient,
+    so checking every whole number up to that root, in exact rational arithmetic, is a
+    proof. Covers laws such as ``k*(100 - 2*P2)*(99 - 2*P2)/2`` (DSMTS 00034), which
+    are negative between integers but never at one.
+    """
+    from fractions import Fraction
+
+    if len(species) != 1:
+        return False
+    symbol = species[0]
+    values = {sympy.Symbol(p.id): sympy.Rational(Fraction(p.value)) for p in importer.parameters}
+    expression = propensity.xreplace(values)
+    if expression.free_symbols - {symbol} or not expression.is_polynomial(symbol):
+        return False
+    expression = sympy.nsimplify(expression, rational=True)
+    polynomial = sympy.Poly(expression, symbol)
+    coefficients = [Fraction(int(c.p), int(c.q)) for c in polynomial.all_coeffs()]
+    if not coefficients or coefficients[0] < 0:
+        return False
+    roots = [r.real for r in np.roots([float(c) for c in coefficients])
+             if abs(r.imag) <= 1e-9 * max(1.0, abs(r))] if len(coefficients) > 1 else []
+    last = int(np.ceil(max(roots, default=0.0))) + 2
+    if last > _COUNT_CHECK_LIMIT:
+        return False
+    for n in range(0, last + 1):
+        value = Fraction(0)
+        for c in coefficients:
+            value = value * n + c
+        if value < 0:
+            return False
+    return True
 
 
 def _is_falling_factorial_form(propensity, species, importer: _Importer) -> bool:

@@ -1,0 +1,247 @@
+"""SBML Test Suite stochastic cases (DSMTS + distrib), scored with the suite's Z and Y.
+
+Every vendored case in tests/data/dsmts/ is simulated with ``simulate_ssa`` at a fixed seed
+and scored by tests/statistical/dsmts.py: a case passes when each requested statistic has
+at most 2 points outside the suite's ``meanRange`` / ``sdRange`` and every sigma_t = 0 point
+matches exactly. The target of the suite is n = 10,000 trajectories (``-m slow``, also
+benchmarks/dsmts_full.py); the default run uses n = 2,000 (fewer for the two cases with
+~10^5 reaction events per trajectory). Z and Y are standardized, so a smaller n keeps the
+same ranges; they are never widened.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import scipy.stats
+
+import dsmts
+import sbml_cme
+from sbml_cme.analyses import simulate_ssa
+from sbml_cme.errors import UnsupportedFeatureError
+
+SEED = 20080101
+MAX_OUT_OF_RANGE = 2
+CI_TRAJECTORIES = 2_000
+FULL_TRAJECTORIES = 10_000
+# ~8e4 (00005: X0 = 10,000) and ~9e4 (00023: immigration 1,000) reaction events per
+# trajectory: n = 2,000 would take ~2 min each on 2 cores, so the default run uses fewer.
+CI_TRAJECTORIES_HEAVY = {"00005": 200, "00023": 200}
+
+CASES = dsmts.list_cases()
+DSMTS_CASES = [case for case in CASES if case.is_dsmts]
+DISTRIB_CASES = [case for case in CASES if not case.is_dsmts]
+
+# Known package problems: the test must fail in exactly this way until the bug is fixed.
+KNOWN_IMPORT_FAILURES: dict[str, str] = {}
+# The Y statistic assumes S^2 is close to normal with variance 2 sigma^4 / n, i.e. a
+# mesokurtic law. 00003 (birth-death, lambda = 1, mu = 1.1, X0 = 100) is mostly extinct
+# after t = 30 (P(X = 0) = 0.62 -> 0.94); the kurtosis of X_t grows from 15 to 106, so
+# Var(Y) ~ (kurtosis - 1) / 2 = 7 to 53 and a correct (even an exact, independent) sampler
+# puts several late points outside (-5, 5). The distribution itself is checked exactly by
+# test_00003_matches_the_exact_birth_death_law.
+HEAVY_TAILED_Y = {
+    "00003": "Y is not N(0, 1) here: X_t has kurtosis 15-106 for t >= 30 (extinction), so "
+             "Var(Y) ~ (kurtosis - 1)/2 >> 1; checked instead against the exact law",
+}
+
+
+# Cases whose results.csv has no X-sd column (Cauchy distribution, median as "mean").
+NO_EXPECTED_SD = {"00049", "00059"}
+
+
+def _method(case: dsmts.Case, version: str) -> str:
+    """Alternate "direct" / "tree" over the cases; extra SBML levels use the other one."""
+    index = DSMTS_CASES.index(case)
+    flip = version != case.sbml.stem.rsplit("-", 1)[-1]
+    return ["direct", "tree"][(index + flip) % 2]
+
+
+def _dsmts_params():
+    params = []
+    for case in DSMTS_CASES:
+        marks = []
+        if case.id in KNOWN_IMPORT_FAILURES:
+            marks.append(pytest.mark.xfail(strict=True, raises=UnsupportedFeatureError,
+                                           reason=KNOWN_IMPORT_FAILURES[case.id]))
+        for version in case.sbml_files:
+            if version == "l3v2" and "l3v1" in case.sbml_files:
+                continue
+            params.append(pytest.param(case, version, _method(case, version), marks=marks,
+                                       id=f"{case.id}-{version}-{_method(case, version)}"))
+    return params
+
+
+DSMTS_PARAMS = _dsmts_params()
+
+
+@functools.lru_cache(maxsize=None)
+def _ensemble(case_id: str, version: str, method: str, n_trajectories: int):
+    case = next(case for case in CASES if case.id == case_id)
+    network = sbml_cme.read_sbml(case.sbml_files[version])
+    return simulate_ssa(network, case.settings.times, n_trajectories=n_trajectories,
+                        seed=SEED, method=method)
+
+
+def _check(case: dsmts.Case, result) -> None:
+    scores = dsmts.score_ensemble(case, result)
+    report = f"case {case.id} ({case.synopsis}), n = {result.n_trajectories}:\n" + \
+        dsmts.describe(scores)
+    for score in scores:
+        assert score.exact_mismatches == 0, report
+    z_failed = [s for s in scores if s.kind == "Z" and s.n_out > MAX_OUT_OF_RANGE]
+    y_failed = [s for s in scores if s.kind == "Y" and s.n_out > MAX_OUT_OF_RANGE]
+    assert not z_failed, report
+    if y_failed and case.id in HEAVY_TAILED_Y:
+        pytest.xfail(HEAVY_TAILED_Y[case.id])
+    assert not y_failed, report
+
+
+# -- the vendored data --------------------------------------------------------------------
+def test_vendored_cases_are_complete():
+    assert len(CASES) == 68
+    assert len(DSMTS_CASES) == 27 and len(DISTRIB_CASES) == 41
+    assert {case.family.split()[0] for case in DSMTS_CASES} == {"001", "002", "003", "004"}
+    assert sum("l2v4" in case.sbml_files for case in DSMTS_CASES) >= 3
+    for case in CASES:
+        times = case.results["time"].to_numpy(float)
+        np.testing.assert_allclose(times, case.settings.times, rtol=0, atol=1e-9)
+        assert case.settings.variables
+        for column in case.settings.output:
+            variable, statistic = column.rsplit("-", 1)
+            assert statistic in {"mean", "sd"}
+            assert f"{variable}-mean" in case.results
+            # Cauchy draws have no mean or sd: the median is given and no sd, so no Z.
+            assert f"{variable}-sd" in case.results or case.id in NO_EXPECTED_SD
+
+
+# -- the scoring itself -------------------------------------------------------------------
+def _synthetic_case(mean, sd, output=("X-mean", "X-sd")) -> dsmts.Case:
+    case = DSMTS_CASES[0]
+    times = case.settings.times
+    results = case.results.iloc[:, :1].copy()
+    results["X-mean"] = np.broadcast_to(mean, times.shape).astype(float)
+    results["X-sd"] = np.broadcast_to(sd, times.shape).astype(float)
+    settings = dsmts.Settings(case.settings.start, case.settings.duration, case.settings.steps,
+                              ("X",), ("X",), (), tuple(output), (-3.0, 3.0), (-5.0, 5.0))
+    return dsmts.Case("synthetic", case.directory, settings, results, "StochasticTimeCourse",
+                      (), "synthetic", "")
+
+
+def test_scores_of_an_exact_sample_are_in_range():
+    case = _synthetic_case(10.0, 2.0)
+    sample = np.random.default_rng(1).normal(10.0, 2.0, size=(10_000, 51))
+    scores = dsmts.score_samples(case, {"X": sample})
+    assert [s.column for s in scores] == ["X-mean", "X-sd"]
+    assert all(s.n_out <= MAX_OUT_OF_RANGE for s in scores)
+    z = scores[0].values
+    np.testing.assert_allclose(z, np.sqrt(10_000) * (sample.mean(0) - 10.0) / 2.0)
+
+
+def test_scores_detect_a_shifted_mean_and_a_wrong_variance():
+    sample = np.random.default_rng(2).normal(10.1, 2.2, size=(10_000, 51))
+    z, y = dsmts.score_samples(_synthetic_case(10.0, 2.0), {"X": sample})
+    assert z.n_out > 40 and y.n_out > 40
+
+
+def test_sigma_zero_points_are_compared_exactly():
+    sd = np.ones(51)
+    sd[0] = 0.0
+    case = _synthetic_case(5.0, sd)
+    sample = np.random.default_rng(3).normal(5.0, 1.0, size=(2_000, 51))
+    sample[:, 0] = 5.0
+    z, y = dsmts.score_samples(case, {"X": sample})
+    assert z.exact_points == y.exact_points == 1
+    assert z.exact_mismatches == y.exact_mismatches == 0 and z.values[0] == 0
+    sample[0, 0] = 6.0  # one trajectory off at a deterministic point
+    z, y = dsmts.score_samples(case, {"X": sample})
+    assert z.exact_mismatches == y.exact_mismatches == 1
+    assert z.out_of_range[0] and y.out_of_range[0] and np.isinf(z.values[0])
+
+
+def test_log_columns_use_the_log_of_the_states():
+    case = _synthetic_case(0.0, 1.0, output=("ln(X)-mean", "ln(X)-sd"))
+    case.results["ln(X)-mean"] = 1.0
+    case.results["ln(X)-sd"] = 0.5
+    states = np.exp(np.random.default_rng(4).normal(1.0, 0.5, size=(10_000, 51, 1)))
+    scores = dsmts.score_states(case, states, ["X"])
+    assert [s.kind for s in scores] == ["Z", "Y"]
+    assert all(s.n_out <= MAX_OUT_OF_RANGE for s in scores)
+    states[:, 3, 0] = 0.0  # ln 0 = -inf is never in range
+    assert dsmts.score_states(case, states, ["X"])[0].out_of_range[3]
+
+
+def test_settings_parser_reads_ranges_and_times():
+    settings = dsmts.read_settings(DISTRIB_CASES[0].directory /
+                                   f"{DISTRIB_CASES[0].id}-settings.txt")
+    assert settings.sd_range == (-3.0, 3.0) and settings.mean_range == (-3.0, 3.0)
+    np.testing.assert_allclose(settings.times, np.linspace(0, 50, 51))
+
+
+# -- the cases ------------------------------------------------------------------------------
+@pytest.mark.parametrize(("case", "version", "method"), DSMTS_PARAMS)
+def test_dsmts_case(case, version, method):
+    n = CI_TRAJECTORIES_HEAVY.get(case.id, CI_TRAJECTORIES)
+    _check(case, _ensemble(case.id, version, method, n))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("case", "version", "method"), DSMTS_PARAMS)
+def test_dsmts_case_full(case, version, method):
+    _check(case, _ensemble(case.id, version, method, FULL_TRAJECTORIES))
+
+
+@pytest.mark.parametrize("case", [
+    pytest.param(case, id=case.id, marks=pytest.mark.xfail(
+        strict=True, raises=UnsupportedFeatureError,
+        reason=f"needs SBML distrib (issue: structure/noise), {case.synopsis}"))
+    for case in DISTRIB_CASES])
+def test_distrib_case(case):
+    network = sbml_cme.read_sbml(case.sbml)
+    result = simulate_ssa(network, case.settings.times, n_trajectories=CI_TRAJECTORIES,
+                          seed=SEED)
+    scores = dsmts.score_ensemble(case, result)
+    assert all(s.n_out <= MAX_OUT_OF_RANGE and s.exact_mismatches == 0 for s in scores), \
+        dsmts.describe(scores)
+
+
+# -- an exact check where Y is not informative ----------------------------------------------
+def _birth_death_pmf(time, birth, death, x0, k_max):
+    """Exact law of a linear birth-death process at ``time`` from X(0) = x0, shape
+    (k_max + 1,): the x0-fold convolution of the one-ancestor law (Bailey 1964)."""
+    growth = np.exp((birth - death) * time)
+    alpha = death * (growth - 1) / (birth * growth - death)
+    beta = birth * (growth - 1) / (birth * growth - death)
+    single = np.empty(k_max + 1)
+    single[0] = alpha
+    single[1:] = (1 - alpha) * (1 - beta) * beta ** np.arange(k_max)
+    size = 2 * (k_max + 1)
+    pmf = np.fft.irfft(np.fft.rfft(single, size) ** x0, size)[:k_max + 1]
+    return np.clip(pmf, 0, None)
+
+
+def _chi_square_pvalue(counts, pmf, n_bins=12):
+    """Pearson chi-square of integer ``counts`` against ``pmf``, bins of equal expected mass."""
+    cdf = np.cumsum(pmf)
+    edges = np.unique(np.searchsorted(cdf, np.linspace(0, 1, n_bins + 1)[1:-1]))
+    starts = np.r_[0, edges + 1]
+    starts = starts[starts < len(pmf)]
+    observed = np.add.reduceat(np.bincount(counts, minlength=len(pmf))[:len(pmf)], starts)
+    observed[-1] += np.sum(counts >= len(pmf))
+    expected = np.add.reduceat(pmf, starts)
+    expected[-1] += max(0.0, 1 - pmf.sum())
+    expected *= len(counts)
+    statistic = np.sum((observed - expected) ** 2 / expected)
+    return scipy.stats.chi2.sf(statistic, len(expected) - 1)
+
+
+def test_00003_matches_the_exact_birth_death_law():
+    case = next(case for case in DSMTS_CASES if case.id == "00003")
+    version = case.sbml.stem.rsplit("-", 1)[-1]
+    result = _ensemble(case.id, version, _method(case, version), CI_TRAJECTORIES)
+    for index in (10, 20, 30, 40, 50):
+        pmf = _birth_death_pmf(case.settings.times[index], 1.0, 1.1, 100, k_max=4_000)
+        counts = result.states[:, index, 0].astype(np.int64)
+        assert _chi_square_pvalue(counts, pmf) > 1e-3, f"t = {case.settings.times[index]}"
