@@ -80,6 +80,12 @@ def cmd_info(args) -> int:
         print(f"warning: initial copy numbers up to {largest:.3g} molecules: exact "
               "simulation will be slow or impossible. If the model is meant for small "
               "numbers, set volumes (--volume COMPARTMENT=LITRES) or --substance-unit item.")
+    fractional = [s.id for s in network.species
+                  if abs(s.initial_count - round(s.initial_count)) > 1e-6 * max(1.0, s.initial_count)]
+    if fractional:
+        print(f"note: initial counts of {', '.join(fractional[:5])}"
+              f"{' ...' if len(fractional) > 5 else ''} are not whole numbers of molecules; "
+              "the SSA and the CME round them to the nearest whole number.")
     print(f"initial total propensity: {np.sum(rates):.6g} events per time unit")
     return EXIT_OK
 

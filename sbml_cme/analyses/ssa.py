@@ -41,22 +41,21 @@ _BLOCK = 64  # trajectories per parallel block (progress and scale-out granulari
 
 # -- random numbers: xoshiro256+ ----------------------------------------------------------
 @numba.njit(cache=True, inline="always")
-def _rotl(x, k):
-    return (x << np.uint64(k)) | (x >> np.uint64(64 - k))
+def _xoshiro(s0, s1, s2, s3):
+    """One xoshiro256+ step: a uniform double in (0, 1] and the advanced state.
 
-
-@numba.njit(cache=True)
-def _uniform(state):
-    """A uniform double in (0, 1]; advances ``state`` (4 uint64) in place."""
-    result = state[0] + state[3]
-    t = state[1] << np.uint64(17)
-    state[2] ^= state[0]
-    state[3] ^= state[1]
-    state[1] ^= state[2]
-    state[0] ^= state[3]
-    state[2] ^= t
-    state[3] = _rotl(state[3], 45)
-    return ((result >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740992.0)
+    The state is four uint64 scalars, so the hot loop keeps it in registers (passing
+    the state array to a function per draw costs atomic reference-count updates)."""
+    result = s0 + s3
+    t = s1 << np.uint64(17)
+    s2 ^= s0
+    s3 ^= s1
+    s1 ^= s2
+    s0 ^= s3
+    s2 ^= t
+    s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
+    u = ((result >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740992.0)
+    return u, s0, s1, s2, s3
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -155,29 +154,6 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
 
 # -- the trajectory kernel ---------------------------------------------------------------------
 @numba.njit(cache=True)
-def _tree_set(tree, leaves, j, value):
-    i = leaves + j
-    tree[i] = value
-    i //= 2
-    while i >= 1:
-        tree[i] = tree[2 * i] + tree[2 * i + 1]
-        i //= 2
-
-
-@numba.njit(cache=True)
-def _tree_select(tree, leaves, r):
-    i = 1
-    while i < leaves:
-        left = 2 * i
-        if r < tree[left]:
-            i = left
-        else:
-            r -= tree[left]
-            i = left + 1
-    return i - leaves
-
-
-@numba.njit(cache=True)
 def _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack):
     for j in range(a.shape[0]):
         a[j] = channel_propensity(data, j, x, p, t, False, stack)
@@ -246,6 +222,31 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
     if bad >= 0:
         return _NEGATIVE_PROPENSITY, n_fired, bad, t
+    # Arrays of the hot loop, bound once: calling a function with arrays (or the
+    # KernelData tuple) per event costs atomic reference-count updates that dominated
+    # the per-event time, so the loop below inlines the propensity, the random number
+    # generator and the sum-tree operations by hand.
+    kind = data.kind
+    rate_constant = data.rate_constant
+    reactant_ptr = data.reactant_ptr
+    reactant_species = data.reactant_species
+    reactant_order = data.reactant_order
+    falling = data.falling
+    program_start = data.program_start
+    program_end = data.program_end
+    ops = data.ops
+    args = data.args
+    constants = data.constants
+    change_ptr = data.change_ptr
+    change_species = data.change_species
+    change_amount = data.change_amount
+    dependents_ptr = data.dependents_ptr
+    dependents = data.dependents
+    n_thresholds = thresholds.shape[0]
+    s0 = state[0]
+    s1 = state[1]
+    s2 = state[2]
+    s3 = state[3]
     k = 0
     n_times = times.shape[0]
     while k < n_times and times[k] <= t:
@@ -258,10 +259,15 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             total = 0.0
             for j in range(n_channels):
                 total += a[j]
-        tau = -math.log(_uniform(state)) / total if total > 0.0 else math.inf
+        u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+        state[0] = s0
+        state[1] = s1
+        state[2] = s2
+        state[3] = s3
+        tau = -math.log(u) / total if total > 0.0 else math.inf
         t_next = t + tau
         t_discrete = math.inf
-        if threshold_index < thresholds.shape[0]:
+        if threshold_index < n_thresholds:
             t_discrete = thresholds[threshold_index]
         for i in range(n_pending):
             t_discrete = min(t_discrete, pending_time[i])
@@ -297,9 +303,22 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             _record(data, output_program, x, p, times[k], out[k])
             k += 1
         t = t_next
-        r = _uniform(state) * total
+        u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+        state[0] = s0
+        state[1] = s1
+        state[2] = s2
+        state[3] = s3
+        r = u * total
         if use_tree:
-            j = _tree_select(tree, leaves, r)
+            i = 1
+            while i < leaves:
+                left = 2 * i
+                if r < tree[left]:
+                    i = left
+                else:
+                    r -= tree[left]
+                    i = left + 1
+            j = i - leaves
             if j >= n_channels or a[j] <= 0.0:
                 j = n_channels - 1
                 while j > 0 and a[j] <= 0.0:
@@ -311,19 +330,39 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
                 j += 1
             while a[j] <= 0.0 and j > 0:  # rounding at the end of the list
                 j -= 1
-        for q in range(data.change_ptr[j], data.change_ptr[j + 1]):
-            species = data.change_species[q]
-            x[species] += data.change_amount[q]
+        for q in range(change_ptr[j], change_ptr[j + 1]):
+            species = change_species[q]
+            x[species] += change_amount[q]
             if x[species] < 0.0:
                 return _NEGATIVE_COUNT, n_fired, j, t
         n_fired += 1
-        for q in range(data.dependents_ptr[j], data.dependents_ptr[j + 1]):
-            d = data.dependents[q]
-            a[d] = channel_propensity(data, d, x, p, t, False, stack)
-            if not (a[d] >= 0.0):
+        for q in range(dependents_ptr[j], dependents_ptr[j + 1]):
+            d = dependents[q]
+            # = channel_propensity(data, d, x, p, t, False, stack), inlined
+            if kind[d] == 1:
+                value = run_program(ops, args, constants, program_start[d], program_end[d],
+                                    x, p, t, stack)
+            else:
+                value = rate_constant[d]
+                for m in range(reactant_ptr[d], reactant_ptr[d + 1]):
+                    n = x[reactant_species[m]]
+                    order = reactant_order[m]
+                    if not falling[d]:
+                        for _ in range(order):
+                            value *= n
+                    else:
+                        for i in range(order):
+                            value *= max(n - i, 0.0)
+            a[d] = value
+            if not (value >= 0.0):
                 return _NEGATIVE_PROPENSITY, n_fired, d, t
-            if use_tree:
-                _tree_set(tree, leaves, d, a[d])
+            if use_tree:  # update the leaf and its ancestors
+                i = leaves + d
+                tree[i] = value
+                i //= 2
+                while i >= 1:
+                    tree[i] = tree[2 * i] + tree[2 * i + 1]
+                    i //= 2
         if n_events > 0:
             status, changed, n_pending = _process_events(
                 data, trigger, delay, priority, flags, assignment_ptr, assignment_target,

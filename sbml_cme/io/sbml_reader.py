@@ -658,6 +658,7 @@ def _classify(rid: str, sbml_law: str, propensity: sympy.Expr,
               reactants: tuple[tuple[str, int], ...], products: tuple[tuple[str, int], ...],
               importer: _Importer) -> list[Reaction]:
     """Decide the propensity form of one SBML reaction; returns its channel(s)."""
+    propensity = _snap_round_floats(propensity)
     species = [s for s in propensity.free_symbols if s.name in importer.species_ids]
     # Reactants and products absent from the law still count: order 0 is not order 1.
     species = sorted(set(species) | {sympy.Symbol(sid) for sid, _ in reactants + products},
@@ -707,6 +708,17 @@ def _classify(rid: str, sbml_law: str, propensity: sympy.Expr,
                             combinatorial="law substituted as written", molecules_per_unit=F)
     return [Reaction(rid, reactants, products, Expression(propensity), sbml_id=rid,
                      conversion=conversion)]
+
+
+def _snap_round_floats(expression: sympy.Expr) -> sympy.Expr:
+    """Replace floats within a few ulps of a whole number by that number, so that unit
+    factors that cancel (F * V / (F * V)) show as 1, not 1.0000000000000002."""
+    snapped = {}
+    for value in expression.atoms(sympy.Float):
+        nearest = round(float(value))
+        if nearest != 0 and abs(float(value) - nearest) <= 4e-16 * abs(nearest):
+            snapped[value] = sympy.Integer(nearest)
+    return expression.xreplace(snapped) if snapped else expression
 
 
 def _mass_action_channel(channel_id, rid, sbml_law, coefficient, orders, reactants, products,
