@@ -231,6 +231,9 @@ class Network:
     id: str = ""
     name: str = ""
     notes: tuple[str, ...] = field(default=(), compare=False)
+    #: The SBML text the network was read from (for annotated output), and the options.
+    source_sbml: str = field(default="", compare=False, repr=False)
+    read_options: tuple = field(default=(), compare=False, repr=False)
 
     def __post_init__(self):
         species_ids = [s.id for s in self.species]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 import time as wallclock
 
 import numba
@@ -407,6 +408,19 @@ def check_ssa_support(network: Network) -> None:
     check_time_in_triggers(network, "simulate_ssa")
 
 
+def whole_initial_counts(network: Network) -> np.ndarray:
+    """Initial counts rounded to whole molecules, shape (n_species,); warns when the
+    model's initial values are not whole numbers of molecules."""
+    counts = network.initial_counts
+    rounded = np.floor(counts + 0.5)
+    off = np.abs(counts - rounded) > 1e-6 * np.maximum(counts, 1.0)
+    if off.any():
+        names = ", ".join(np.array(network.species_ids)[off][:5])
+        warnings.warn(f"initial counts of {names} are not whole numbers of molecules; "
+                      "rounded to the nearest whole number", stacklevel=3)
+    return rounded
+
+
 def trajectory_streams(seed: int | None, n_trajectories: int) -> np.ndarray:
     """Independent xoshiro256+ states, shape (n_trajectories, 4) uint64, from ``seed``."""
     children = np.random.SeedSequence(seed).spawn(n_trajectories)
@@ -449,7 +463,7 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         raise OptionsError(f"n_trajectories must be a positive integer, got {n_trajectories!r}")
     check_ssa_support(network)
     compiled = compile_network(network)
-    x0 = np.floor(network.initial_counts + 0.5)
+    x0 = whole_initial_counts(network)
     started = wallclock.perf_counter()
     streams = trajectory_streams(seed, int(n_trajectories))
     n_columns = len(network.species) + len(network.outputs)

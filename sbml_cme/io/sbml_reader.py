@@ -76,14 +76,16 @@ def read_sbml(path: str | os.PathLike, **options) -> Network:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InvalidSBMLError(f"SBML file '{path}' does not exist")
-    document = libsbml.readSBMLFromFile(path)
-    return _Importer(document, _options(options), source=path).network()
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        text = handle.read()
+    document = libsbml.readSBMLFromString(text)
+    return _Importer(document, _options(options), source=path, text=text).network()
 
 
 def read_sbml_string(text: str, **options) -> Network:
     """Read SBML from a string; same options and errors as :func:`read_sbml`."""
     document = libsbml.readSBMLFromString(text)
-    return _Importer(document, _options(options), source="<string>").network()
+    return _Importer(document, _options(options), source="<string>", text=text).network()
 
 
 def _options(options: dict) -> ReadOptions:
@@ -132,7 +134,9 @@ def _check_document(document: libsbml.SBMLDocument, source: str) -> libsbml.Mode
 class _Importer:
     """One pass over a libsbml model; :meth:`network` builds the result."""
 
-    def __init__(self, document: libsbml.SBMLDocument, options: ReadOptions, source: str):
+    def __init__(self, document: libsbml.SBMLDocument, options: ReadOptions, source: str,
+                 text: str = ""):
+        self.text = text
         self.document = document
         self.options = options
         self.source = source
@@ -163,7 +167,8 @@ class _Importer:
             species=tuple(self.species), reactions=tuple(reactions),
             parameters=tuple(self.parameters), compartments=tuple(self.compartments.values()),
             outputs=tuple(self._outputs()), events=tuple(self._events()),
-            id=self.model.getId(), name=self.model.getName(), notes=tuple(self.notes))
+            id=self.model.getId(), name=self.model.getName(), notes=tuple(self.notes),
+            source_sbml=self.text, read_options=dataclasses.astuple(self.options))
 
     def _reject_unsupported_model_constructs(self) -> None:
         for rule in self.model.getListOfRules():
