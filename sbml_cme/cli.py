@@ -94,10 +94,13 @@ def cmd_ssa(args) -> int:
     from .analyses import simulate_ssa
     from .io import read_sbml
 
+    from .analyses.ensemble import connect
+
     network = read_sbml(args.model, **_read_options(args))
     result = simulate_ssa(network, _times(args), n_trajectories=args.trajectories,
                           seed=args.seed, method=args.method, n_jobs=args.jobs,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress,
+                          client=connect(args.dask_scheduler))
     _write(result.stats(units=args.units), args.out)
     print(f"{result.total_events} reaction events in {result.run_info['wall_time']:.2f} s",
           file=sys.stderr)
@@ -158,6 +161,17 @@ def cmd_analyze(args) -> int:
     return EXIT_CHECK_FAILED if report.crosscheck_passed() is False else EXIT_OK
 
 
+def cmd_batch(args) -> int:
+    from .reports.batch import run_batch, summary_line
+
+    table = run_batch(args.inputs, args.out, time_limit=args.time_limit,
+                      progress=not args.no_progress, t_end=args.t_end, points=args.points,
+                      n_trajectories=args.trajectories, seed=args.seed)
+    print(f"status table: {args.out}/status.csv")
+    print(summary_line(table))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbml-cme", description="Exact stochastic analyses of SBML models.",
@@ -196,6 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble(ssa)
     ssa.add_argument("--method", default="direct", choices=["direct", "tree"])
     ssa.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
+    ssa.add_argument("--dask-scheduler", metavar="ADDRESS",
+                     help="run the ensemble on this Dask cluster (tcp://host:port)")
     ssa.add_argument("--units", default="count", choices=["count", "model"])
     ssa.add_argument("--out", help="CSV file (default: standard output)")
     ode = model_command("ode", cmd_ode, "deterministic rate equations")
@@ -219,6 +235,15 @@ def build_parser() -> argparse.ArgumentParser:
     timed(analyze)
     ensemble(analyze)
     analyze.add_argument("--out", required=True, metavar="DIR")
+    batch = commands.add_parser("batch", help="analyze many models (resumable)")
+    batch.add_argument("inputs", nargs="+", metavar="DIR_OR_FILES")
+    batch.add_argument("--out", required=True, metavar="DIR")
+    batch.add_argument("--time-limit", type=float, default=600.0,
+                       help="seconds per model (default 600)")
+    batch.add_argument("--debug", action="store_true", help="show tracebacks")
+    timed(batch)
+    ensemble(batch)
+    batch.set_defaults(function=cmd_batch)
     return parser
 
 

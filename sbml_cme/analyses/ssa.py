@@ -31,6 +31,7 @@ from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_trigg
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
+from .ensemble import DASK_BLOCK, block_bounds, concatenate, map_blocks
 
 METHODS = {"direct": 0, "tree": 1}
 
@@ -431,7 +432,7 @@ def trajectory_streams(seed: int | None, n_trajectories: int) -> np.ndarray:
 
 def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: int | None = None,
                  method: str = "direct", n_jobs: int | None = None,
-                 progress: bool = False) -> EnsembleResult:
+                 progress: bool = False, client=None) -> EnsembleResult:
     """Exact stochastic simulation of an ensemble of trajectories.
 
     Parameters
@@ -450,6 +451,9 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         Threads (default: all cores).
     progress : bool
         Show a progress bar over blocks of trajectories.
+    client : dask.distributed.Client, optional
+        Run blocks of trajectories as tasks on this Dask cluster (same numbers for the
+        same seed, whatever the number of workers).
 
     Returns
     -------
@@ -470,24 +474,40 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     out = np.zeros((n_trajectories, len(times), n_columns))
     report = np.zeros((n_trajectories, 4))
     threads = _threads(n_jobs)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        blocks = range(0, n_trajectories, _BLOCK)
-        if progress:
-            from tqdm.auto import tqdm
-            blocks = tqdm(blocks, desc="SSA", unit="block", total=len(blocks))
-        for start in blocks:
-            stop = min(start + _BLOCK, n_trajectories)
-            run_block(compiled, x0, times, streams[start:stop], METHODS[method],
-                      out[start:stop], report[start:stop])
-    finally:
-        numba.set_num_threads(previous)
+    if client is not None:
+        parts = map_blocks(_ssa_task, (compiled, x0, times, METHODS[method]),
+                           [(streams[a:b],) for a, b in block_bounds(n_trajectories, DASK_BLOCK)],
+                           client=client, progress=progress, description="SSA")
+        out, report = concatenate(parts)
+    else:
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            blocks = block_bounds(n_trajectories, _BLOCK)
+            if progress:
+                from tqdm.auto import tqdm
+                blocks = tqdm(blocks, desc="SSA", unit="block")
+            for start, stop in blocks:
+                run_block(compiled, x0, times, streams[start:stop], METHODS[method],
+                          out[start:stop], report[start:stop])
+        finally:
+            numba.set_num_threads(previous)
     _raise_failures(network, report)
     return EnsembleResult(network, times, out, report[:, 1].astype(np.int64), method="ssa",
                           run_info={"algorithm": method, "seed": seed,
                                     "n_trajectories": int(n_trajectories), "threads": threads,
+                                    "dask": client is not None,
                                     "wall_time": wallclock.perf_counter() - started})
+
+
+def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, streams):
+    """One Dask task: simulate the trajectories of ``streams``; returns (out, report)."""
+    numba.set_num_threads(1)  # a worker thread is the unit of parallelism on a cluster
+    n_columns = len(compiled.network.species) + len(compiled.network.outputs)
+    out = np.zeros((len(streams), len(times), n_columns))
+    report = np.zeros((len(streams), 4))
+    run_block(compiled, x0, times, streams, method_code, out, report)
+    return out, report
 
 
 def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report):
