@@ -149,6 +149,8 @@ class CMEResult:
         (n_states,), the FSP lower bound of the exact law (sums to 1 - leaked mass).
     error_bounds : ndarray, shape (n_times,)
         Certified L1 error of each distribution (THEORY.md section 7).
+    outputs : tuple of ndarray
+        Per time, the assignment-rule outputs of every state, shape (n_states, n_outputs).
     """
 
     network: Network
@@ -156,6 +158,7 @@ class CMEResult:
     distributions: tuple
     error_bounds: np.ndarray
     run_info: dict = field(default_factory=dict)
+    outputs: tuple = ()
 
     @property
     def error_bound(self) -> float:
@@ -171,16 +174,31 @@ class CMEResult:
         states, probabilities = self.distributions[k]
         return states.astype(float), probabilities / probabilities.sum()
 
+    def _columns_at(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(values per state of every species and output column, normalised probabilities)."""
+        states, p = self._normalised(k)
+        if self.outputs and len(self.outputs[k]):
+            states = np.hstack([states, self.outputs[k]])
+        return states, p
+
+    def _column_ids(self) -> list[str]:
+        ids = list(self.network.species_ids)
+        if self.outputs and self.outputs[0].shape[1]:
+            ids += [o.id for o in self.network.outputs]
+        return ids
+
     @property
     def moments(self) -> pd.DataFrame:
-        """``time, species, mean, variance`` (counts; the FSP law renormalised to 1)."""
+        """``time, species, mean, variance`` (counts; the FSP law renormalised to 1), with
+        assignment-rule outputs as extra ``species`` like the SSA's moments."""
         rows = []
+        ids = self._column_ids()
         for k, t in enumerate(self.times):
-            states, p = self._normalised(k)
-            mean = p @ states
-            variance = p @ (states - mean) ** 2
+            values, p = self._columns_at(k)
+            mean = p @ values
+            variance = p @ (values - mean) ** 2
             rows.extend({"time": t, "species": s, "mean": mean[i], "variance": variance[i]}
-                        for i, s in enumerate(self.network.species_ids))
+                        for i, s in enumerate(ids))
         return pd.DataFrame(rows, columns=["time", "species", "mean", "variance"])
 
     def covariance(self) -> pd.DataFrame:
@@ -225,7 +243,7 @@ class CMEResult:
         """Wide ``time, X-mean, X-sd`` in molecule counts (like the SSA's ``stats()``)."""
         moments = self.moments
         frame = {"time": self.times}
-        for s in self.network.species_ids:
+        for s in self._column_ids():
             rows = moments[moments.species == s]
             frame[f"{s}-mean"] = rows["mean"].to_numpy()
             frame[f"{s}-sd"] = np.sqrt(np.maximum(rows["variance"].to_numpy(), 0.0))
@@ -234,3 +252,102 @@ class CMEResult:
     def _repr_html_(self) -> str:
         return (f"<p><b>CME</b> (finite state projection): {self.n_states} states, "
                 f"certified L1 error {self.error_bound:.3g}</p>" + self.stats().to_html())
+
+
+@dataclass(frozen=True)
+class LNAResult:
+    """Linear noise approximation: Gaussian means and covariances of molecule counts.
+
+    Attributes
+    ----------
+    times : ndarray, shape (n_times,)
+        Model time units; ``[inf]`` for the steady-state LNA.
+    means : ndarray, shape (n_times, n_species + n_outputs)
+        Rate-equation solution in molecules (outputs as in :class:`DeterministicResult`).
+    covariances : ndarray, shape (n_times, n_columns, n_columns)
+        Covariance matrices in molecules^2 (outputs by the delta method).
+    run_info : dict
+        ``mode``, and for the steady state ``steady_state_residual`` (molecules/time),
+        ``steady_state_relative_residual``, ``max_real_eigenvalue`` (1/time); ``wall_time``.
+
+    Frames: ``moments`` (``time, species, mean, variance``, as every method),
+    ``covariance`` (``time, species_i, species_j, covariance``, each unordered pair once,
+    i <= j in column order), ``correlations`` (same layout, ``correlation``), ``noise``
+    (``time, species, mean, variance, fano_factor, cv_squared``) and ``stats()``.
+    """
+
+    network: Network
+    times: np.ndarray
+    means: np.ndarray
+    covariances: np.ndarray
+    method: str = "lna"
+    run_info: dict = field(default_factory=dict)
+
+    @property
+    def variances(self) -> np.ndarray:
+        """Variances, shape (n_times, n_columns), molecules^2."""
+        return np.clip(np.diagonal(self.covariances, axis1=1, axis2=2), 0.0, None)
+
+    @property
+    def moments(self) -> pd.DataFrame:
+        """``time, species, mean, variance`` in molecule counts."""
+        columns = _columns(self.network)
+        return pd.DataFrame({
+            "time": np.repeat(self.times, len(columns)),
+            "species": np.tile(columns, len(self.times)),
+            "mean": self.means.ravel(), "variance": self.variances.ravel()})
+
+    def _pairs(self, values: np.ndarray, name: str) -> pd.DataFrame:
+        columns = np.array(_columns(self.network), dtype=object)
+        first, second = np.triu_indices(len(columns))
+        return pd.DataFrame({
+            "time": np.repeat(self.times, len(first)),
+            "species_i": np.tile(columns[first], len(self.times)),
+            "species_j": np.tile(columns[second], len(self.times)),
+            name: values[:, first, second].ravel()})
+
+    @property
+    def covariance(self) -> pd.DataFrame:
+        """``time, species_i, species_j, covariance`` (molecules^2), pairs i <= j."""
+        return self._pairs(self.covariances, "covariance")
+
+    @property
+    def correlation_matrices(self) -> np.ndarray:
+        """Correlation coefficients, shape (n_times, n_columns, n_columns); NaN where a
+        variance is zero."""
+        sd = np.sqrt(self.variances)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return self.covariances / (sd[:, :, None] * sd[:, None, :])
+
+    @property
+    def correlations(self) -> pd.DataFrame:
+        """``time, species_i, species_j, correlation``, pairs i <= j."""
+        return self._pairs(self.correlation_matrices, "correlation")
+
+    @property
+    def noise(self) -> pd.DataFrame:
+        """``time, species, mean, variance, fano_factor, cv_squared``.
+
+        Fano factor Var/mean and CV^2 = Var/mean^2 (NaN for a zero mean).
+        """
+        frame = self.moments
+        mean = frame["mean"].to_numpy()
+        with np.errstate(divide="ignore", invalid="ignore"):
+            frame["fano_factor"] = np.where(mean != 0, frame["variance"] / mean, np.nan)
+            frame["cv_squared"] = np.where(mean != 0, frame["variance"] / mean**2, np.nan)
+        return frame
+
+    def stats(self, units: str = "count") -> pd.DataFrame:
+        """Wide ``time, X-mean, X-sd`` like SBML test-suite results (see
+        :meth:`EnsembleResult.stats` for ``units``)."""
+        scales = _scales(self.network, units)
+        frame = {"time": self.times}
+        sd = np.sqrt(self.variances)
+        for k, column in enumerate(_columns(self.network)):
+            frame[f"{column}-mean"] = self.means[:, k] / scales[k]
+            frame[f"{column}-sd"] = sd[:, k] / scales[k]
+        return pd.DataFrame(frame)
+
+    def _repr_html_(self) -> str:
+        return f"<p><b>LNA</b> ({self.run_info.get('mode', '')})</p>" + \
+            self.stats().head(20).to_html()

@@ -9,9 +9,10 @@ absorbing sink per bounded species, so the leaked mass is both the certificate o
 THEORY.md section 7 (the L1 error of the returned distribution is at most the leaked
 mass) and the signal of which bound to grow.
 
-Transient solutions use Krylov ``expm_multiply`` (``method="krylov"``) or a stiff BDF
-solver with the sparse generator as Jacobian (``method="ode"``); see docs/cme.md for the
-benchmark behind the default. Stationary solutions use the stationary FSP: the outflow of
+Transient solutions use a restarted Arnoldi exponential with adaptive steps (``expv``,
+Expokit's algorithm; ``method="krylov"``) or a stiff BDF solver with the sparse generator
+as Jacobian (``method="ode"``); see docs/cme.md for the benchmark behind the default.
+Stationary solutions use the stationary FSP: the outflow of
 J is redirected to the most probable state, making the truncated generator conservative;
 the normalisation is part of the linear system (it cannot return zero), and the result is
 certified by evolving it with the absorbing FSP over several relaxation times.
@@ -31,12 +32,14 @@ import scipy.sparse.linalg as splinalg
 from numba import prange
 from scipy.integrate import solve_ivp
 
-from ..errors import (ConvergenceError, OptionsError, StateSpaceTooLargeError, TruncationError,
-                      UnsupportedFeatureError)
-from ..kinetics import KernelData, channel_propensity, compile_network, compile_expressions
+from ..errors import (AnalysisError, ConvergenceError, OptionsError, StateSpaceTooLargeError,
+                      TruncationError, UnsupportedFeatureError)
+from ..kinetics import (KernelData, channel_propensity, compile_expressions, compile_network,
+                       net_rates, run_program)
 from ..network import TIME, Network
 from ..results import CMEResult
 from .deterministic import _check_times, simulate_deterministic
+from .ssa import whole_initial_counts
 
 METHODS = ("krylov", "ode")
 
@@ -47,22 +50,49 @@ _MAX_GROWTH_ROUNDS = 30
 
 # -- vectorised propensities -----------------------------------------------------------------
 @numba.njit(cache=True, parallel=True)
-def _propensities_of_states(data: KernelData, states, p, t, out):
-    """Propensities for many states: ``states`` (n, n_species) -> ``out`` (n, n_channels)."""
-    for i in prange(states.shape[0]):
+def _program_propensities(data: KernelData, channels, states, p, t, out):
+    """Propensities of the general-law ``channels`` for many states, written into the
+    matching columns of ``out`` (n, n_channels); work arrays are allocated per block."""
+    n = states.shape[0]
+    n_blocks = min(n, 64)
+    for b in prange(n_blocks):
         stack = np.empty(data.stack_size)
-        x = states[i].astype(np.float64)
-        for j in range(out.shape[1]):
-            out[i, j] = channel_propensity(data, j, x, p, t, False, stack)
+        x = np.empty(states.shape[1])
+        for i in range(b * n // n_blocks, (b + 1) * n // n_blocks):
+            for k in range(states.shape[1]):
+                x[k] = states[i, k]
+            for j in channels:
+                out[i, j] = channel_propensity(data, j, x, p, t, False, stack)
+
+
+def _mass_action_column(data: KernelData, j: int, states: np.ndarray) -> np.ndarray:
+    """Propensity of mass-action channel ``j`` at ``states`` (n, n_species), vectorised."""
+    value = np.full(len(states), data.rate_constant[j])
+    for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
+        count = states[:, data.reactant_species[k]].astype(np.float64)
+        for i in range(data.reactant_order[k]):
+            value *= np.maximum(count - i, 0.0) if data.falling[j] else count
+    return value
 
 
 def state_propensities(compiled, states: np.ndarray, parameters: np.ndarray,
                        time: float = 0.0) -> np.ndarray:
-    """Propensities, shape (n_states, n_channels), for ``states`` (n_states, n_species)."""
-    out = np.empty((len(states), len(compiled.network.reactions)))
+    """Propensities, shape (n_states, n_channels), for ``states`` (n_states, n_species).
+
+    Mass-action channels are evaluated column-wise with numpy, general laws by the
+    compiled bytecode in parallel blocks."""
+    data = compiled.data
+    n_channels = len(compiled.network.reactions)
+    out = np.empty((len(states), n_channels))
+    states = np.ascontiguousarray(states, dtype=np.int64)
+    programs = np.array([j for j in range(n_channels) if data.kind[j] != 0], dtype=np.int64)
     if len(states):
-        _propensities_of_states(compiled.data, np.ascontiguousarray(states, dtype=np.int64),
-                                parameters, float(time), out)
+        for j in range(n_channels):
+            if data.kind[j] == 0:
+                out[:, j] = _mass_action_column(data, j, states)
+        if len(programs):
+            _program_propensities(data, programs, states, np.asarray(parameters, float),
+                                  float(time), out)
     bad = ~(out >= 0)
     if bad.any():
         state, channel = np.argwhere(bad)[0]
@@ -158,8 +188,9 @@ def default_max_states() -> int:
 
 
 def _bytes_per_state(network: Network, n_times: int) -> int:
-    return _BYTES_PER_STATE_BASE + 8 * len(network.species) + 12 * (
-        len(network.reactions) + 1) + 8 * (n_times + 8)
+    krylov_basis = 8 * (_KRYLOV_DIMENSION + 2)
+    return (_BYTES_PER_STATE_BASE + krylov_basis + 8 * len(network.species)
+            + 12 * (len(network.reactions) + 1) + 8 * (n_times + 8))
 
 
 def _guard(network: Network, n_states: int, max_states: int, n_times: int, what: str) -> None:
@@ -171,102 +202,406 @@ def _guard(network: Network, n_states: int, max_states: int, n_times: int, what:
             "moments or simulate_ssa for samples, or reduce volumes/copy numbers.")
 
 
+def _digit_limits(network: Network, sources: np.ndarray, bounds: np.ndarray, key_species,
+                  radix) -> np.ndarray:
+    """Largest count of each key species in the mixed-radix code, shape (n_key,)."""
+    limits = np.empty(len(key_species), dtype=np.int64)
+    if len(key_species) > 1:
+        limits[:-1] = radix[1:] // radix[:-1] - 1
+    if len(key_species):
+        last = key_species[-1]
+        if bounds[last] >= 0:
+            limits[-1] = bounds[last]
+        else:
+            cap = conservation_bounds(network, sources[0])[last]
+            if not np.isfinite(cap):
+                raise TruncationError(
+                    f"species '{network.species_ids[last]}' has neither a bound nor a "
+                    "conservation law; cannot enumerate its states")
+            limits[-1] = int(cap)
+    return limits
+
+
+@numba.njit(cache=True)
+def _breadth_first(data: KernelData, sources, change, limit, key_species, radix, digit_limit,
+                   parameters, capacity):
+    """Breadth-first search over states; ``index[key]`` = discovery order or -1.
+
+    Returns (states in discovery order, index, overflow). Linear in the number of states
+    times channels: the visited set is a dense array over the mixed-radix box."""
+    n_species = sources.shape[1]
+    n_key = key_species.shape[0]
+    box = 1
+    for k in range(n_key):
+        box *= digit_limit[k] + 1
+    index = np.full(box, -1, dtype=np.int64)
+    states = np.empty((capacity, n_species), dtype=np.int64)
+    count = 0
+    for s in range(sources.shape[0]):
+        key = 0
+        for k in range(n_key):
+            key += sources[s, key_species[k]] * radix[k]
+        if index[key] < 0:
+            if count >= capacity:
+                return states[:count], index, True
+            index[key] = count
+            states[count] = sources[s]
+            count += 1
+    stack = np.empty(data.stack_size)
+    x = np.empty(n_species)
+    moved = np.empty(n_species, dtype=np.int64)
+    head = 0
+    while head < count:
+        for i in range(n_species):
+            x[i] = states[head, i]
+        for j in range(change.shape[0]):
+            if data.kind[j] == 0:
+                active = data.rate_constant[j] > 0
+                for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
+                    if x[data.reactant_species[k]] < (data.reactant_order[k]
+                                                      if data.falling[j] else 1):
+                        active = False
+            else:
+                active = channel_propensity(data, j, x, parameters, 0.0, False, stack) > 0
+            if not active:
+                continue
+            inside = True
+            for i in range(n_species):
+                moved[i] = states[head, i] + change[j, i]
+                if moved[i] < 0 or moved[i] > limit[i]:
+                    inside = False
+            key = 0
+            for k in range(n_key):
+                digit = moved[key_species[k]]
+                if digit > digit_limit[k]:
+                    inside = False
+                key += digit * radix[k]
+            if not inside or index[key] >= 0:
+                continue
+            if count >= capacity:
+                return states[:count], index, True
+            index[key] = count
+            states[count] = moved
+            count += 1
+        head += 1
+    return states[:count], index, False
+
+
 def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_species,
                      radix, parameters, max_states: int, n_times: int) -> StateSpace:
     """Breadth-first enumeration of the states reachable from ``sources`` (n, n_species)
-    that respect ``bounds``; vectorised per layer."""
+    that respect ``bounds``; a compiled search with a dense visited table over the
+    mixed-radix box of the key species (linear in the number of states)."""
     network = compiled.network
-    change = network.stoichiometry.T.astype(np.int64)  # (n_channels, n_species)
-    limit = np.where(bounds >= 0, bounds, np.iinfo(np.int64).max)
-    frontier = np.unique(sources, axis=0)
-    keys = np.unique(frontier[:, key_species] @ radix)
-    all_states = [frontier]
-    total = len(frontier)
-    while len(frontier):
-        rates = state_propensities(compiled, frontier, parameters)
-        candidates = []
-        for j in range(change.shape[0]):
-            active = rates[:, j] > 0
-            if not active.any():
-                continue
-            moved = frontier[active] + change[j]
-            inside = np.all(moved <= limit, axis=1) & np.all(moved >= 0, axis=1)
-            candidates.append(moved[inside])
-        if not candidates:
-            break
-        candidates = np.concatenate(candidates)
-        candidate_keys = candidates[:, key_species] @ radix
-        candidate_keys, first = np.unique(candidate_keys, return_index=True)
-        new = ~np.isin(candidate_keys, keys, assume_unique=True)
-        frontier = candidates[first[new]]
-        keys = np.union1d(keys, candidate_keys[new])
-        total += len(frontier)
-        _guard(network, total, max_states, n_times, "at least")
-        all_states.append(frontier)
-    states = np.concatenate(all_states)
-    order = np.argsort(states[:, key_species] @ radix, kind="stable")
-    states = states[order]
-    return StateSpace(states=states, keys=states[:, key_species] @ radix,
+    sources = np.ascontiguousarray(np.atleast_2d(sources), dtype=np.int64)
+    key_species = np.asarray(key_species, dtype=np.int64)
+    radix = np.asarray(radix, dtype=np.int64)
+    change = np.ascontiguousarray(network.stoichiometry.T, dtype=np.int64)
+    limit = np.where(bounds >= 0, bounds, np.iinfo(np.int64).max).astype(np.int64)
+    digit_limit = _digit_limits(network, sources, bounds, key_species, radix)
+    box = int(np.prod((digit_limit + 1).astype(float)))
+    capacity = int(min(box, max_states) + 1)
+    states, index, overflow = _breadth_first(compiled.data, sources, change, limit,
+                                             key_species, radix, digit_limit,
+                                             np.asarray(parameters, dtype=np.float64),
+                                             capacity)
+    if overflow or len(states) > max_states:
+        _guard(network, max(len(states), max_states + 1), max_states, n_times, "more than")
+    keys = np.flatnonzero(index >= 0)
+    return StateSpace(states=states[index[keys]], keys=keys.astype(np.int64),
                       key_species=key_species, radix=radix, bounds=bounds)
 
 
 # -- the generator --------------------------------------------------------------------------------
+@numba.njit(cache=True, parallel=True)
+def _transitions(states, keys, lookup, rates, change, bounds, key_species, radix, absorbing,
+                 redirect_to, rows, values):
+    """Target row and rate of every (state, channel) pair: ``rows``/``values`` have
+    shape (n_states, n_channels); a zero value marks no transition. ``lookup`` maps a
+    key to its row (-1 if absent) when not empty; otherwise ``keys`` is binary-searched."""
+    n, n_species = states.shape
+    n_key = key_species.shape[0]
+    n_bounded = 0
+    for i in range(n_species):
+        if bounds[i] >= 0:
+            n_bounded += 1
+    for s in prange(n):
+        for j in range(change.shape[0]):
+            rate = rates[s, j]
+            values[s, j] = rate
+            rows[s, j] = s
+            if rate == 0.0:
+                continue
+            key = 0
+            negative = False
+            sink = -1
+            position = 0
+            for i in range(n_species):
+                value = states[s, i] + change[j, i]
+                if value < 0:
+                    negative = True
+                if bounds[i] >= 0:
+                    if sink < 0 and value > bounds[i]:
+                        sink = position
+                    position += 1
+            for k in range(n_key):
+                key += (states[s, key_species[k]] + change[j, key_species[k]]) * radix[k]
+            target = -1
+            if not negative and sink < 0 and lookup.shape[0] > 0:
+                if key < lookup.shape[0]:
+                    target = lookup[key]
+            elif not negative and sink < 0:
+                lo, hi = 0, keys.shape[0]
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if keys[mid] < key:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo < keys.shape[0] and keys[lo] == key:
+                    target = lo
+            if target < 0:
+                if absorbing:
+                    target = n + (sink if sink >= 0 else n_bounded)
+                else:
+                    target = redirect_to
+            rows[s, j] = target
+
+
+def _check_counts_stay_whole(network: Network, states, rates, change) -> None:
+    """Raise when a channel can fire in a state where it would make a count negative
+    (its law does not vanish without its reactants), naming the reaction."""
+    for j in range(change.shape[0]):
+        consumed = change[j] < 0
+        if not consumed.any():
+            continue
+        firing = rates[:, j] > 0
+        if not firing.any():
+            continue
+        after = states[firing][:, consumed] + change[j, consumed]
+        if (after < 0).any():
+            state = states[firing][np.argmax((after < 0).any(axis=1))]
+            raise AnalysisError(
+                f"reaction '{network.reactions[j].id}' can fire without enough reactant "
+                f"molecules (at {dict(zip(network.species_ids, state.tolist()))} a count "
+                "would go negative); its kinetic law must vanish when its reactants are "
+                "absent")
+
+
 def build_generator(compiled, space: StateSpace, parameters, *, absorbing: bool = True,
                     redirect_to: int | None = None) -> tuple[sparse.csr_matrix, int]:
     """Sparse generator of the truncated CME, shape (n + n_sinks) squared (columns are
     sources, so dp/dt = A p). Transitions leaving J go to the sink of the first bound
-    they break (``absorbing``) or to state ``redirect_to``. Returns (A, n_sinks)."""
+    they break (``absorbing``) or to state ``redirect_to``. Returns (A, n_sinks).
+
+    Assembly is one compiled pass over (state, channel) pairs (binary search of the
+    target's key), then a single COO -> CSR conversion."""
     network = compiled.network
     n = space.n_states
     rates = state_propensities(compiled, space.states, parameters)
-    change = network.stoichiometry.T.astype(np.int64)
+    change = np.ascontiguousarray(network.stoichiometry.T, dtype=np.int64)
     bounded = np.nonzero(space.bounds >= 0)[0]
     n_sinks = len(bounded) + 1 if absorbing else 0  # + 1: leaving for any other reason
-    rows, cols, values = [], [], []
-    source = np.arange(n)
-    for j in range(change.shape[0]):
-        active = rates[:, j] > 0
-        if not active.any():
-            continue
-        moved = space.states[active] + change[j]
-        target = space.index_of(moved)
-        outside = target < 0
-        if outside.any():
-            if absorbing:
-                broken = moved[outside][:, bounded] > space.bounds[bounded]
-                sink = np.where(broken.any(axis=1), np.argmax(broken, axis=1), len(bounded))
-                target[outside] = n + sink
-            else:
-                target[outside] = redirect_to
-        rows.append(target)
-        cols.append(source[active])
-        values.append(rates[active, j])
-    diagonal = -rates.sum(axis=1)
-    rows.append(source)
-    cols.append(source)
-    values.append(diagonal)
+    if not absorbing and redirect_to is None:
+        raise OptionsError("build_generator needs redirect_to when absorbing=False")
+    _check_counts_stay_whole(network, space.states, rates, change)
+    rows = np.empty(rates.shape, dtype=np.int64)
+    values = np.empty(rates.shape)
+    keys = np.ascontiguousarray(space.keys, dtype=np.int64)
+    lookup = np.empty(0, dtype=np.int64)
+    if n and keys[-1] < 8 * n + 1024:  # a dense key -> row table beats binary search
+        lookup = np.full(keys[-1] + 1, -1, dtype=np.int64)
+        lookup[keys] = np.arange(n)
+    _transitions(np.ascontiguousarray(space.states, dtype=np.int64), keys, lookup, rates,
+                 change,
+                 np.asarray(space.bounds, dtype=np.int64),
+                 np.asarray(space.key_species, dtype=np.int64),
+                 np.asarray(space.radix, dtype=np.int64), bool(absorbing),
+                 int(redirect_to if redirect_to is not None else -1), rows, values)
+    active = values.ravel() > 0
+    source = np.repeat(np.arange(n, dtype=np.int64), rates.shape[1])[active]
+    all_rows = np.concatenate([rows.ravel()[active], np.arange(n, dtype=np.int64)])
+    all_cols = np.concatenate([source, np.arange(n, dtype=np.int64)])
+    all_values = np.concatenate([values.ravel()[active], -rates.sum(axis=1)])
     size = n + n_sinks
-    matrix = sparse.coo_matrix((np.concatenate(values), (np.concatenate(rows),
-                                                          np.concatenate(cols))),
+    index_type = np.int32 if size < 2**31 - 1 and len(all_values) < 2**31 - 1 else np.int64
+    matrix = sparse.coo_matrix((all_values, (all_rows.astype(index_type),
+                                             all_cols.astype(index_type))),
                                shape=(size, size)).tocsr()
     matrix.sum_duplicates()
     return matrix, n_sinks
 
 
 # -- transient solves --------------------------------------------------------------------------------
+_KRYLOV_DIMENSION = 30
+_KRYLOV_TOLERANCE = 1e-12
+
+
+@numba.njit(cache=True)
+def _csr_matvec(indptr, indices, data, vector, out):
+    """``out = A @ vector`` for a CSR matrix, rows in parallel."""
+    for row in prange(out.shape[0]):
+        total = 0.0
+        for k in range(indptr[row], indptr[row + 1]):
+            total += data[k] * vector[indices[k]]
+        out[row] = total
+
+
+@numba.njit(cache=True, fastmath=True)
+def _orthogonalise(basis, j, p):
+    """Two passes of classical Gram-Schmidt of ``p`` against ``basis[:j + 1]`` in place;
+    returns (coefficients, norm of the result). Compiled, streaming one basis row at a
+    time: it neither allocates per vector nor depends on BLAS threading (which thrashes
+    on a loaded machine)."""
+    n = p.shape[0]
+    total = np.zeros(j + 1)
+    coefficients = np.empty(j + 1)
+    for _ in range(2):
+        for i in range(j + 1):
+            value = 0.0
+            for k in range(n):
+                value += basis[i, k] * p[k]
+            coefficients[i] = value
+        for i in range(j + 1):
+            c = coefficients[i]
+            for k in range(n):
+                p[k] -= c * basis[i, k]
+        total += coefficients
+    squares = 0.0
+    for k in range(n):
+        squares += p[k] * p[k]
+    return total, math.sqrt(squares)
+
+
+@numba.njit(cache=True)
+def _combine(basis, weights, out):
+    """``out = weights @ basis[:len(weights)]``."""
+    out[:] = 0.0
+    for i in range(weights.shape[0]):
+        c = weights[i]
+        for k in range(out.shape[0]):
+            out[k] += c * basis[i, k]
+
+
+@numba.njit(cache=True, fastmath=True)
+def _norm(vector):
+    """Euclidean norm, compiled (no BLAS threads)."""
+    total = 0.0
+    for k in range(vector.shape[0]):
+        total += vector[k] * vector[k]
+    return math.sqrt(total)
+
+
+def _matvec(matrix):
+    """A fast ``v -> A v`` for a scipy sparse matrix (compiled, parallel for CSR)."""
+    if sparse.isspmatrix_csr(matrix) or isinstance(matrix, sparse.csr_array):
+        indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+
+        def apply(vector, out=None):
+            out = np.empty(matrix.shape[0]) if out is None else out
+            _csr_matvec(indptr, indices, data, vector, out)
+            return out
+        return apply
+    return lambda vector, out=None: matrix @ vector
+
+
+def expv(matrix, vector: np.ndarray, t: float, *, dimension: int = _KRYLOV_DIMENSION,
+         tolerance: float = _KRYLOV_TOLERANCE) -> tuple[np.ndarray, float]:
+    """``exp(t A) v`` by restarted Arnoldi with adaptive time steps (Expokit's ``expv``,
+    Sidje, ACM TOMS 24, 130, 1998). Returns (w, estimated 2-norm error).
+
+    Each step builds an orthonormal Krylov basis of ``dimension`` vectors and takes the
+    largest sub-step whose local error estimate is below ``tolerance`` * ||v|| * step;
+    the cost is about ``dimension`` products with A plus ``dimension**2 / 2`` vector dots
+    per step, independent of the (large) norm of a stiff CME generator's diagonal.
+    """
+    from scipy.linalg import expm as dense_expm
+
+    n = vector.shape[0]
+    w = np.array(vector, dtype=np.float64)
+    beta = _norm(w)
+    if t == 0 or beta == 0:
+        return w, 0.0
+    m = max(1, min(dimension, n - 1)) if n > 1 else 1
+    a_norm = float(abs(matrix).sum(axis=0).max()) if n else 0.0
+    if a_norm == 0:
+        return w, 0.0
+    gamma, delta, breakdown = 0.9, 1.2, 1e-7 * beta
+    tol = tolerance
+    rounding = a_norm * np.finfo(float).eps
+    fact = ((m + 1) / math.e) ** (m + 1) * math.sqrt(2 * math.pi * (m + 1))
+    t_new = (1.0 / a_norm) * ((fact * tol) / (4.0 * beta * a_norm)) ** (1.0 / m)
+    t_new = _round_step(t_new)
+    t_now, error = 0.0, 0.0
+    basis = np.empty((m + 1, n))
+    work = np.empty(n)
+    apply = _matvec(matrix)
+    while t_now < t:
+        step = min(t - t_now, t_new)
+        hessenberg = np.zeros((m + 2, m + 2))
+        basis[0] = w / beta
+        size, extra = m, 2
+        for j in range(m):
+            p = apply(basis[j], basis[j + 1])
+            coefficients, norm = _orthogonalise(basis, j, p)
+            hessenberg[:j + 1, j] = coefficients
+            if norm < breakdown:  # happy breakdown: the subspace is invariant
+                size, extra, step = j + 1, 0, t - t_now
+                break
+            hessenberg[j + 1, j] = norm
+            basis[j + 1] *= 1.0 / norm
+        if extra:
+            hessenberg[m + 1, m] = 1.0
+            av_norm = _norm(apply(basis[m], work))
+        exponent_1 = 1.0 / m
+        for _ in range(50):
+            order = size + extra
+            small = dense_expm(step * hessenberg[:order, :order])
+            if not extra:
+                local = breakdown
+                break
+            phi1 = abs(beta * small[m, 0])
+            phi2 = abs(beta * small[m + 1, 0] * av_norm)
+            if phi1 > 10 * phi2:
+                local, exponent_1 = phi2, 1.0 / m
+            elif phi1 > phi2:
+                local, exponent_1 = phi1 * phi2 / (phi1 - phi2), 1.0 / m
+            else:
+                local, exponent_1 = phi1, 1.0 / max(m - 1, 1)
+            if local <= delta * step * tol * beta:
+                break
+            step = _round_step(gamma * step * (step * tol * beta / local) ** exponent_1)
+        else:
+            raise ConvergenceError("the Krylov exponential did not reach its tolerance")
+        columns = size + max(0, extra - 1)
+        _combine(basis, np.ascontiguousarray(beta * small[:columns, 0]), w)
+        beta = _norm(w)
+        t_now += step
+        t_new = _round_step(gamma * step * (step * tol * beta / max(local, 1e-300))
+                            ** exponent_1) if extra else t - t_now
+        error += max(local, rounding)
+        if beta == 0:
+            break
+    return w, error
+
+
+def _round_step(step: float) -> float:
+    """Round a step up to two significant digits (Expokit's convention)."""
+    if not np.isfinite(step) or step <= 0:
+        return step
+    scale = 10.0 ** (math.floor(math.log10(step)) - 1)
+    return math.ceil(step / scale) * scale
+
+
 def _propagate(matrix, p0, times, method):
-    """p(t) for every t in ``times`` (relative to 0), shape (n_times, n)."""
+    """p(t) for every t in ``times`` (relative to 0, ascending), shape (n_times, n)."""
     if method == "krylov":
         result = np.empty((len(times), len(p0)))
-        current, now = p0, 0.0
-        uniform = len(times) > 2 and np.allclose(np.diff(times), times[1] - times[0],
-                                                 rtol=1e-12) and times[0] == 0
-        if uniform:
-            return np.asarray(splinalg.expm_multiply(matrix, p0, start=0.0, stop=times[-1],
-                                                     num=len(times), endpoint=True))
+        current, now = np.asarray(p0, dtype=np.float64), 0.0
         for k, t in enumerate(times):
             if t > now:
-                current = splinalg.expm_multiply(matrix * (t - now), current)
+                current, _ = expv(matrix, current, t - now)
+                np.maximum(current, 0.0, out=current)  # Krylov round-off (~1e-20) below 0
                 now = t
             result[k] = current
         return result
@@ -274,7 +609,7 @@ def _propagate(matrix, p0, times, method):
                          t_eval=times, jac=matrix, rtol=1e-10, atol=1e-14)
     if solution.status != 0:
         raise ConvergenceError(f"the CME integration failed: {solution.message}")
-    return solution.y.T
+    return np.maximum(solution.y.T, 0.0)
 
 
 @dataclass
@@ -412,6 +747,27 @@ def _apply_event(compiled, event_index, states, probabilities, parameters, t):
     return unique[keep].astype(np.int64), merged[keep], new_parameters
 
 
+@numba.njit(cache=True, parallel=True)
+def _outputs_of_states(data: KernelData, output_program, states, p, t, out):
+    for i in prange(states.shape[0]):
+        stack = np.empty(data.stack_size)
+        x = states[i].astype(np.float64)
+        for k in range(output_program.shape[0]):
+            out[i, k] = run_program(data.ops, data.args, data.constants, output_program[k, 0],
+                                    output_program[k, 1], x, p, t, stack)
+
+
+def output_values(compiled, states: np.ndarray, parameters: np.ndarray,
+                  time: float) -> np.ndarray:
+    """Assignment-rule outputs per state, shape (n_states, n_outputs)."""
+    out = np.empty((len(states), len(compiled.output_program)))
+    if out.size:
+        _outputs_of_states(compiled.data, compiled.output_program,
+                           np.ascontiguousarray(states, dtype=np.int64), parameters,
+                           float(time), out)
+    return out
+
+
 def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | None = None,
               method: str = "krylov") -> CMEResult:
     """Transient distribution of the CME by adaptive finite state projection.
@@ -443,13 +799,14 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     started = wallclock.perf_counter()
     compiled = compile_network(network)
     parameters = network.parameter_values.copy()
-    x0 = np.floor(network.initial_counts + 0.5).astype(np.int64)
+    x0 = whole_initial_counts(network).astype(np.int64)
     bounds = _initial_bounds(network, times, x0)
     sources, probabilities = x0[None, :], np.array([1.0])
     t_now = times[0]
     schedule = _event_schedule(network, compiled, times[0], times[-1])
     leaked_before = 0.0
     distributions: list[tuple[np.ndarray, np.ndarray]] = [None] * len(times)
+    snapshots: list[np.ndarray] = [parameters] * len(times)  # parameters at each output
     errors = np.zeros(len(times))
     largest = 0
     for stop, event_index in schedule + [(times[-1], None)]:
@@ -463,6 +820,7 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
         for k in outputs:
             row = int(np.searchsorted(local, times[k] - t_now))
             distributions[k] = (segment.space.states, segment.probabilities[row])
+            snapshots[k] = parameters
             errors[k] = leaked_before + segment.leaked[row]
         final = segment.probabilities[-1]
         leaked_before += segment.leaked[-1]
@@ -475,10 +833,13 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
             for k, t in enumerate(times):
                 if t == stop and distributions[k] is None:
                     distributions[k] = (sources, probabilities)
+                    snapshots[k] = parameters
                     errors[k] = leaked_before
         t_now = stop
+    outputs = tuple(output_values(compiled, states, snapshots[k], times[k])
+                    for k, (states, _) in enumerate(distributions))
     return CMEResult(network=network, times=times, distributions=tuple(distributions),
-                     error_bounds=errors, run_info={
+                     error_bounds=errors, outputs=outputs, run_info={
                          "method": method, "tol": tol, "max_states": max_states,
                          "n_states": largest, "wall_time": wallclock.perf_counter() - started,
                          "stationary": False})
@@ -505,7 +866,7 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     started = wallclock.perf_counter()
     compiled = compile_network(network)
     parameters = network.parameter_values.copy()
-    x0 = np.floor(network.initial_counts + 0.5).astype(np.int64)
+    x0 = whole_initial_counts(network).astype(np.int64)
     bounds = _stationary_bounds(network, x0)
     conservation = conservation_bounds(network, x0)
     for _ in range(_MAX_GROWTH_ROUNDS):
@@ -516,11 +877,14 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
         anchor = int(space.index_of(x0[None, :])[0])
         pi, _ = _stationary_solve(compiled, space, parameters, anchor)
         pi, conservative = _stationary_solve(compiled, space, parameters, int(np.argmax(pi)))
-        tau = horizon if horizon is not None else 10.0 * _relaxation_time(conservative)
+        tau = horizon if horizon is not None else 10.0 * _relaxation_time(
+            conservative, compiled, pi @ space.states, parameters)
         certificate, leaked, drift = _certify(compiled, space, parameters, pi, tau)
         if certificate <= tol:
             return CMEResult(network=network, times=np.array([np.inf]),
                              distributions=((space.states, pi),),
+                             outputs=(output_values(compiled, space.states, parameters,
+                                                    np.inf),),
                              error_bounds=np.array([certificate]), run_info={
                                  "method": "stationary FSP", "tol": tol,
                                  "max_states": max_states, "n_states": space.n_states,
@@ -544,16 +908,27 @@ def _stationary_bounds(network: Network, x0: np.ndarray) -> np.ndarray:
 
 def _stationary_solve(compiled, space, parameters, anchor: int):
     """Stationary law of the truncated chain with outflow sent to ``anchor``; returns
-    (pi, that conservative generator)."""
+    (pi, that conservative generator).
+
+    The balance equation of ``anchor`` is replaced by the normalisation sum(pi) = 1, so
+    the system is non-singular on an irreducible set and its solution cannot be zero.
+    The system is assembled directly in CSC form (no LIL round trip) and factorised by
+    SuperLU with a minimum-degree ordering on A^T + A, which suits the grid-like
+    structure of CME generators far better than the default COLAMD."""
     matrix, _ = build_generator(compiled, space, parameters, absorbing=False,
                                 redirect_to=anchor)
     n = space.n_states
-    system = matrix.tolil()
-    system[anchor, :] = np.ones(n)  # replace one balance equation by the normalisation
+    coo = matrix.tocoo()
+    keep = coo.row != anchor
+    system = sparse.csc_matrix(
+        (np.concatenate([coo.data[keep], np.ones(n)]),
+         (np.concatenate([coo.row[keep], np.full(n, anchor, dtype=coo.row.dtype)]),
+          np.concatenate([coo.col[keep], np.arange(n, dtype=coo.col.dtype)]))),
+        shape=(n, n))
     rhs = np.zeros(n)
     rhs[anchor] = 1.0
     try:
-        pi = splinalg.spsolve(system.tocsc(), rhs)
+        pi = splinalg.splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
     except RuntimeError as error:
         raise ConvergenceError(f"the stationary system is singular: {error}. The chain may "
                                "have several closed classes; start from a different state.") \
@@ -576,11 +951,26 @@ def _certify(compiled, space, parameters, pi, horizon):
     return leaked + drift, leaked, drift
 
 
-def _relaxation_time(matrix) -> float:
-    """1 / spectral gap of a conservative generator (its slowest non-stationary mode)."""
+#: Above this many states the relaxation time comes from the linearised rate equations.
+_EIGS_MAX_STATES = 20_000
+
+
+def _relaxation_time(matrix, compiled=None, mean=None, parameters=None) -> float:
+    """1 / spectral gap of a conservative generator (its slowest non-stationary mode).
+
+    Up to ``_EIGS_MAX_STATES`` states the gap is computed (dense eigenvalues, or ARPACK
+    shift-invert, which needs a second sparse LU). Larger sets use the slowest decay rate
+    of the rate equations linearised at the stationary mean: exact for networks of
+    zeroth- and first-order reactions (the CME spectrum is then made of sums of the
+    Jacobian's eigenvalues), an estimate for nonlinear ones (it misses the slow switching
+    of multistable systems; pass ``horizon=`` there). See docs/cme.md."""
     n = matrix.shape[0]
     if n <= 2:
         return 1.0 / max(abs(matrix.diagonal()).max(), 1e-12)
+    if n > _EIGS_MAX_STATES and compiled is not None:
+        rate = _linearised_gap(compiled, np.asarray(mean, dtype=float), parameters)
+        if rate > 0:
+            return 1.0 / rate
     try:
         if n <= 400:
             values = np.linalg.eigvals(matrix.toarray())
@@ -592,6 +982,27 @@ def _relaxation_time(matrix) -> float:
         return 1.0 / gap[0] if len(gap) else 1.0
     except (splinalg.ArpackNoConvergence, RuntimeError, ValueError):
         return 1.0 / max(np.abs(matrix.diagonal()).min(), 1e-12)
+
+
+def _linearised_gap(compiled, mean: np.ndarray, parameters) -> float:
+    """Slowest non-zero decay rate of the rate equations' Jacobian at ``mean`` (central
+    differences); 0 when there is none (then the caller computes the gap)."""
+    n_species = len(mean)
+    rates = np.empty(len(compiled.network.reactions))
+    plus, minus = np.empty(n_species), np.empty(n_species)
+    jacobian = np.empty((n_species, n_species))
+    p = np.asarray(parameters, dtype=float)
+    for i in range(n_species):
+        step = 1e-4 * max(1.0, abs(mean[i]))
+        up, down = mean.copy(), mean.copy()
+        up[i] += step
+        down[i] = max(down[i] - step, 0.0)
+        net_rates(compiled.data, up, p, 0.0, n_species, rates, plus)
+        net_rates(compiled.data, down, p, 0.0, n_species, rates, minus)
+        jacobian[:, i] = (plus - minus) / (up[i] - down[i])
+    decay = np.abs(np.linalg.eigvals(jacobian).real)
+    decay = decay[decay > 1e-9 * max(decay.max(initial=0.0), 1e-300)]
+    return float(decay.min()) if len(decay) else 0.0
 
 
 def _check_options(tol: float, method: str) -> None:

@@ -1,0 +1,224 @@
+"""CME speed and scale: finite state projection sizes, rates and ratios (issue 3, item 7).
+
+Prints sizes, states per second, wall and CPU seconds, peak memory and ratios; it is not a
+timed test. Usage::
+
+    /work/venv/bin/python benchmarks/cme_speed.py              # full: ~10^6 states
+    /work/venv/bin/python benchmarks/cme_speed.py --mean 100   # ~3 x 10^4 states, quick
+    /work/venv/bin/python benchmarks/cme_speed.py --skip-large # only (c)-(e)
+
+Model (SBML, item units, written below): two independent birth-death species,
+0 -> A at kA, A -> 0 at dA*A, 0 -> B at kB, B -> 0 at dB*B, with kA = kB = ``--mean`` and
+dA = dB = 1. The stationary law is Poisson(mean) x Poisson(mean), the transient from
+A = B = 0 is Poisson(mean (1 - e^-t)) x Poisson(mean (1 - e^-t)); with mean 800 the FSP box
+is 981 x 981 ~ 0.96 x 10^6 states.
+
+Sections:
+(a) ``stationary_cme`` on the large model: wall, CPU, peak RSS, error vs the exact law.
+(b) ``solve_cme`` (default method) from 0 to ``--t-end``: same.
+(c) states per second of ``enumerate_states`` and of ``build_generator``, separately.
+(d) a dense ``scipy.linalg.expm`` baseline on a small model (a few hundred states):
+    max abs difference of the distributions and the speed ratio.
+(e) Krylov (``expv``, the default) vs BDF (``method="ode"``) vs scipy ``expm_multiply``
+    on the small and a medium model: time, ratio and max abs difference.
+
+Wall times on a shared machine are inflated by other load; CPU seconds of this process
+(``time.process_time``) are printed next to them and are the like-for-like figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import scipy.linalg  # noqa: E402
+import scipy.sparse.linalg as splinalg  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from sbml_cme.analyses import cme  # noqa: E402
+from sbml_cme.io.sbml_reader import read_sbml_string  # noqa: E402
+from sbml_cme.kinetics import compile_network  # noqa: E402
+
+_HEADER = """<?xml version="1.0" encoding="UTF-8"?>
+<sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1">
+  <model id="two_birth_death" substanceUnits="item" extentUnits="item" timeUnits="second">
+    <listOfCompartments>
+      <compartment id="cell" spatialDimensions="3" size="1" constant="true"/>
+    </listOfCompartments>
+    <listOfSpecies>
+      <species id="A" compartment="cell" initialAmount="0" hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>
+      <species id="B" compartment="cell" initialAmount="0" hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>
+    </listOfSpecies>
+    <listOfParameters>
+      <parameter id="kA" value="{mean:g}" constant="true"/>
+      <parameter id="kB" value="{mean:g}" constant="true"/>
+      <parameter id="dA" value="1" constant="true"/>
+      <parameter id="dB" value="1" constant="true"/>
+    </listOfParameters>
+    <listOfReactions>
+"""
+
+
+def _reaction(rid: str, reactant: str | None, product: str | None, law: str) -> str:
+    text = f'      <reaction id="{rid}" reversible="false" fast="false">\n'
+    for tag, sid in (("listOfReactants", reactant), ("listOfProducts", product)):
+        if sid:
+            text += (f'        <{tag}><speciesReference species="{sid}" stoichiometry="1" '
+                     f'constant="true"/></{tag}>\n')
+    return text + ('        <kineticLaw><math xmlns="http://www.w3.org/1998/Math/MathML">'
+                   f'{law}</math></kineticLaw>\n      </reaction>\n')
+
+
+def two_birth_death(mean: float):
+    """The benchmark Network (two independent birth-death species, stationary mean ``mean``)."""
+    text = _HEADER.format(mean=mean)
+    for s in "AB":
+        text += _reaction(f"birth_{s}", None, s, f"<ci>k{s}</ci>")
+        text += _reaction(f"death_{s}", s, None,
+                          f"<apply><times/><ci>d{s}</ci><ci>{s}</ci></apply>")
+    return read_sbml_string(text + "    </listOfReactions>\n  </model>\n</sbml>\n")
+
+
+# -- helpers ----------------------------------------------------------------------------------
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+class Timer:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def exact_l1(states: np.ndarray, probabilities: np.ndarray, mean: float) -> float:
+    """L1 distance to Poisson(mean) x Poisson(mean) on the set plus the exact mass off it."""
+    exact = stats.poisson(mean).pmf(states[:, 0]) * stats.poisson(mean).pmf(states[:, 1])
+    return float(np.abs(probabilities - exact).sum() + (1.0 - exact.sum()))
+
+
+def fsp_problem(mean: float, t_end: float):
+    """(compiled, space, generator, p0) of the absorbing FSP used by solve_cme at t_end."""
+    network = two_birth_death(mean)
+    compiled = compile_network(network)
+    x0 = np.zeros(2, dtype=np.int64)
+    bounds = cme._initial_bounds(network, np.array([0.0, t_end]), x0)
+    key_species, radix, _ = cme._key_layout(network, bounds,
+                                            cme.conservation_bounds(network, x0), x0)
+    parameters = network.parameter_values.copy()
+    space = cme.enumerate_states(compiled, x0[None, :], bounds, key_species, radix,
+                                 parameters, 10**8, 2)
+    matrix, _ = cme.build_generator(compiled, space, parameters)
+    p0 = np.zeros(matrix.shape[0])
+    p0[space.index_of(x0[None, :])[0]] = 1.0
+    return compiled, space, matrix, p0, key_species, radix, bounds, parameters
+
+
+# -- sections ---------------------------------------------------------------------------------
+def section_large(mean: float, t_end: float) -> None:
+    network = two_birth_death(mean)
+    print(f"\n(a) stationary_cme, two birth-death species, mean {mean:g}")
+    with Timer() as timer:
+        result = cme.stationary_cme(network)
+    states, p = result.distributions[0]
+    print(f"    states {result.n_states:,}  wall {timer.wall:.1f} s  cpu {timer.cpu:.1f} s  "
+          f"peak RSS {peak_rss_gib():.2f} GiB  certificate {result.error_bound:.2e}  "
+          f"L1 to exact {exact_l1(states, p, mean):.2e}  horizon {result.run_info['horizon']:.3g}")
+    print(f"\n(b) solve_cme (method={cme.METHODS[0]}), times 0, {t_end / 2:g}, {t_end:g}")
+    with Timer() as timer:
+        result = cme.solve_cme(network, [0.0, t_end / 2, t_end])
+    states, p = result.distributions[-1]
+    level = mean * (1 - np.exp(-t_end))
+    print(f"    states {result.n_states:,}  wall {timer.wall:.1f} s  cpu {timer.cpu:.1f} s  "
+          f"peak RSS {peak_rss_gib():.2f} GiB  bound {result.error_bound:.2e}  "
+          f"L1 to exact {exact_l1(states, p, level):.2e}")
+
+
+def section_assembly(mean: float) -> None:
+    print(f"\n(c) assembly rates, mean {mean:g}")
+    compiled, space, _, _, key_species, radix, bounds, parameters = fsp_problem(mean, 10.0)
+    x0 = np.zeros((1, 2), dtype=np.int64)
+    with Timer() as enum_timer:
+        space = cme.enumerate_states(compiled, x0, bounds, key_species, radix, parameters,
+                                     10**8, 2)
+    with Timer() as build_timer:
+        matrix, _ = cme.build_generator(compiled, space, parameters)
+    n = space.n_states
+    print(f"    states {n:,}  nnz {matrix.nnz:,}")
+    print(f"    enumeration  {n / enum_timer.wall:,.0f} states/s wall  "
+          f"({enum_timer.wall:.2f} s wall, {enum_timer.cpu:.2f} s cpu)")
+    print(f"    generator    {n / build_timer.wall:,.0f} states/s wall  "
+          f"({build_timer.wall:.2f} s wall, {build_timer.cpu:.2f} s cpu)")
+
+
+def _timed(function):
+    with Timer() as timer:
+        value = function()
+    return value, timer
+
+
+def section_methods(mean: float, t_end: float, dense: bool) -> None:
+    _, space, matrix, p0, *_ = fsp_problem(mean, t_end)
+    n = matrix.shape[0]
+    print(f"\n({'d' if dense else 'e'}) transient methods, mean {mean:g}, t = {t_end:g}, "
+          f"{space.n_states:,} states + {n - space.n_states} sinks, nnz {matrix.nnz:,}")
+    runs = {
+        "krylov (expv)": lambda: cme._propagate(matrix, p0, np.array([0.0, t_end]),
+                                                "krylov")[-1],
+        "ode (BDF)": lambda: cme._propagate(matrix, p0, np.array([0.0, t_end]), "ode")[-1],
+        "expm_multiply": lambda: splinalg.expm_multiply(matrix * t_end, p0),
+    }
+    if dense:
+        runs["dense expm"] = lambda: scipy.linalg.expm(matrix.toarray() * t_end) @ p0
+    results = {name: _timed(run) for name, run in runs.items()}
+    reference_name = "dense expm" if dense else "krylov (expv)"
+    reference, reference_timer = results[reference_name]
+    level = mean * (1 - np.exp(-t_end))
+    print(f"    {'method':<15} {'wall s':>8} {'cpu s':>8} {'cpu/krylov':>11} "
+          f"{'max|dp| vs ' + reference_name:>26} {'L1 to exact':>12}")
+    krylov_cpu = results["krylov (expv)"][1].cpu
+    for name, (p, timer) in results.items():
+        print(f"    {name:<15} {timer.wall:8.2f} {timer.cpu:8.2f} "
+              f"{timer.cpu / krylov_cpu:11.2f} {np.abs(p - reference).max():26.2e} "
+              f"{exact_l1(space.states, p[:space.n_states], level):12.2e}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mean", type=float, default=800.0,
+                        help="stationary mean of each species (800: ~10^6 states)")
+    parser.add_argument("--t-end", type=float, default=5.0)
+    parser.add_argument("--medium", type=float, default=100.0,
+                        help="mean of the medium model of section (e)")
+    parser.add_argument("--skip-large", action="store_true", help="skip (a) and (b)")
+    parser.add_argument("--skip-methods", action="store_true", help="skip (d) and (e)")
+    arguments = parser.parse_args()
+    print(f"sbml_cme CME benchmark, {datetime.date.today()}, {platform.machine()}, "
+          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+    # warm the numba caches so compile time is not charged to the first section
+    cme.stationary_cme(two_birth_death(3.0))
+    cme.solve_cme(two_birth_death(3.0), [0.0, 1.0])
+    section_assembly(arguments.mean)
+    if not arguments.skip_large:
+        section_large(arguments.mean, arguments.t_end)
+    if not arguments.skip_methods:
+        section_methods(3.0, 1.0, dense=True)
+        section_methods(arguments.medium, arguments.t_end, dense=False)
+
+
+if __name__ == "__main__":
+    main()
