@@ -427,7 +427,12 @@ def _runs_from_tables(network: Network, tables: Mapping[str, pd.DataFrame],
         scales = _model_scales(network)
         runs.append(_table_run("deterministic",
                                _wide_to_moments(tables["deterministic"], scales), run_info))
-    return runs
+    # A report holds each method twice (its <method>_moments table and the combined
+    # timecourses table): keep the first of each.
+    unique: dict[str, dict] = {}
+    for run in runs:
+        unique.setdefault(run["method"], run)
+    return list(unique.values())
 
 
 def _table_run(method: str, moments: pd.DataFrame, run_info: dict) -> dict:

@@ -1,7 +1,15 @@
-"""The analyze() driver: run every analysis that fits a model and collect tidy tables.
+"""The analyze() driver: run every analysis that fits a model, compare them, report.
 
-Each step records what ran, why (or why not) and how long it took, in the ``steps``
-table, so a report never hides a skipped method.
+``methods="auto"`` picks what fits and records why in the ``choices`` table:
+
+- the deterministic rate equations and tellurium, always;
+- the CME when its state space fits ``CME_STATE_BUDGET`` states;
+- the LNA at the stable steady state, or time-dependent when there is none;
+- the SSA with an ensemble that fits ``SSA_EVENT_BUDGET`` reaction events;
+- the CLE when copy numbers are high (``HIGH_COPY`` molecules).
+
+Comparisons use statistical tolerances from the SSA ensemble's own standard errors
+(``crosscheck`` table); the network's ODE must agree with tellurium.
 """
 
 from __future__ import annotations
@@ -13,46 +21,140 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from .. import __version__
 from ..analyses.cme import solve_cme
 from ..analyses.deterministic import simulate_deterministic
 from ..analyses.ssa import simulate_ssa
 from ..crosscheck import compare_frames, tellurium_reference
-from ..errors import SbmlCmeError, StateSpaceTooLargeError, UnsupportedFeatureError
+from ..errors import (ConvergenceError, OptionsError, SbmlCmeError, StateSpaceTooLargeError,
+                      UnsupportedFeatureError)
 from ..io import read_sbml
 from ..kinetics import compile_network
-from ..network import Network
+from ..network import MassAction, Network
 
 #: Reaction events the SSA may spend on one report (keeps analyze interactive).
 SSA_EVENT_BUDGET = 5e7
-
 #: Largest CME state set analyze attempts (larger ones are skipped with the reason).
 CME_STATE_BUDGET = 200_000
+#: Copy number from which the CLE is added (its Gaussian increments are then accurate).
+HIGH_COPY = 1000.0
+#: Family-wise false-alarm rate of each statistical comparison over all its time points.
+ALPHA = 1e-3
+
+ALL_METHODS = ("deterministic", "tellurium", "cme", "lna", "ssa", "cle")
 
 
 @dataclass
 class Report:
-    """Tables produced by :func:`analyze`, keyed by name (tidy DataFrames)."""
+    """What :func:`analyze` produced.
+
+    Attributes
+    ----------
+    tables : dict of DataFrame
+        ``conversion``, ``species``, ``choices``, ``steps``, ``timecourses`` (``time,
+        species, mean, variance, method``), ``species_summary`` (``species, method, mean,
+        sd, fano, cv2`` at the last time), ``crosscheck`` (``comparison, species,
+        statistic, value, threshold, verdict``), ``marginals`` (``method, species, count,
+        probability`` at the last time), per-method ``<method>_moments`` and ``*_stats``.
+    results : dict
+        Method -> result object (EnsembleResult, CMEResult, LNAResult, ...).
+    """
 
     model: str
     network: Network
     tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    results: dict = field(default_factory=dict)
     run_info: dict = field(default_factory=dict)
 
+    # -- output ---------------------------------------------------------------------
     def write(self, directory: str | os.PathLike) -> list[Path]:
-        """Write every table as ``<name>.csv`` into ``directory``; returns the paths."""
+        """Write tables (CSV, and Parquet when pyarrow is installed), PNG figures,
+        ``report.html`` and ``annotated.xml`` into ``directory``; returns the paths."""
+        from ..io.sbml_writer import write_annotated_sbml
+
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
+        parquet = _has_pyarrow()
         for name, table in self.tables.items():
-            path = directory / f"{name}.csv"
-            table.to_csv(path, index=False)
-            paths.append(path)
-        info = pd.DataFrame(sorted(self.run_info.items()), columns=["name", "value"])
+            paths.append(directory / f"{name}.csv")
+            table.to_csv(paths[-1], index=False)
+            if parquet:
+                paths.append(directory / f"{name}.parquet")
+                _to_parquet(table, paths[-1])
+        info = pd.DataFrame(sorted((k, str(v)) for k, v in self.run_info.items()),
+                            columns=["name", "value"])
         info.to_csv(directory / "run_info.csv", index=False)
         paths.append(directory / "run_info.csv")
+        figures = self.figures()
+        for name, figure in figures.items():
+            paths.append(directory / f"{name}.png")
+            figure.savefig(paths[-1], dpi=110)
+        paths.append(directory / "report.html")
+        paths[-1].write_text(self.to_html(figures), encoding="utf-8")
+        _close(figures)
+        if self.network.source_sbml:
+            paths.append(write_annotated_sbml(self.network, self, directory / "annotated.xml"))
         return paths
+
+    def figures(self) -> dict:
+        """Matplotlib figures: ``timecourses``, ``marginals``, ``noise``."""
+        from . import plots
+
+        figures = {}
+        reference = self._reference_counts()
+        if not self.tables["timecourses"].empty:
+            figures["timecourses"] = plots.plot_time_courses(self.tables["timecourses"],
+                                                             reference)
+        if "marginals" in self.tables and not self.tables["marginals"].empty:
+            figures["marginals"] = plots.plot_marginals(self.tables["marginals"])
+        summary = self.tables.get("species_summary")
+        if summary is not None and not summary.empty:
+            figures["noise"] = plots.plot_noise(summary)
+        return figures
+
+    def to_html(self, figures: dict | None = None) -> str:
+        """A self-contained HTML page of the report."""
+        import io
+
+        from .html import image_html, render_page, table_html
+
+        own = figures is None
+        figures = self.figures() if own else figures
+        sections = []
+        captions = {"timecourses": "Mean ± sd per method over the tellurium ODE",
+                    "marginals": "Distributions at the last time: CME, SSA histogram, LNA",
+                    "noise": "Fano factor and CV² per species and method"}
+        for name, figure in figures.items():
+            buffer = io.BytesIO()
+            figure.savefig(buffer, format="png", dpi=100)
+            sections.append((captions.get(name, name), image_html(buffer.getvalue(),
+                                                                  captions.get(name, name))))
+        if own:
+            _close(figures)
+        for name in ("crosscheck", "choices", "species_summary", "steps", "conversion",
+                     "species"):
+            if name in self.tables:
+                sections.append((name.replace("_", " "), table_html(self.tables[name], name)))
+        return render_page(f"sbml_cme report: {Path(self.model).name}",
+                           self.summary().splitlines(), sections)
+
+    def _repr_html_(self) -> str:
+        summary = "<br>".join(self.summary().splitlines())
+        table = self.tables.get("species_summary", pd.DataFrame()).head(30).to_html(index=False)
+        return f"<p>{summary}</p>{table}"
+
+    def _reference_counts(self) -> pd.DataFrame | None:
+        reference = self.tables.get("tellurium")
+        if reference is None:
+            return None
+        counts = reference.copy()
+        for column in counts.columns:
+            if column in self.network.species_index:
+                counts[column] = counts[column] * self.network.species_scale(column, "model")
+        return counts
 
     def summary(self) -> str:
         """A few lines for the terminal: steps, slowest step, cross-check verdicts."""
@@ -65,96 +167,186 @@ class Report:
         if len(ran):
             slowest = ran.loc[ran.seconds.idxmax()]
             lines.append(f"  slowest step: {slowest.step} ({slowest.seconds:.2f} s)")
-        if "crosscheck" in self.tables:
-            table = self.tables["crosscheck"]
-            bad = table[table.verdict != "agree"]
-            lines.append(f"  tellurium cross-check: {len(table) - len(bad)}/{len(table)} "
-                         "columns agree" + (f"; DISAGREE: {', '.join(bad.species)}"
-                                            if len(bad) else ""))
+        table = self.tables.get("crosscheck")
+        if table is not None and len(table):
+            for comparison, rows in table.groupby("comparison", sort=False):
+                verdicts = rows.verdict.value_counts()
+                lines.append(f"  {comparison}: " + ", ".join(
+                    f"{count} {verdict}" for verdict, count in verdicts.items()))
         return "\n".join(lines)
 
     def crosscheck_passed(self) -> bool | None:
+        """Whether the network's ODE agrees with tellurium (None if not compared)."""
         table = self.tables.get("crosscheck")
-        return None if table is None else bool((table.verdict == "agree").all())
+        if table is None:
+            return None
+        rows = table[table.comparison == "ode vs tellurium"]
+        return None if rows.empty else bool((rows.verdict == "agree").all())
 
 
-def analyze(model: str | os.PathLike, *, t_end: float = 10.0, points: int = 51,
-            n_trajectories: int = 1000, seed: int | None = None, progress: bool = False,
-            **read_options) -> Report:
-    """Run every analysis that fits ``model`` (an SBML file).
+def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
+            points: int = 51, n_trajectories: int = 1000, seed: int | None = None,
+            progress: bool = False, client=None, **read_options) -> Report:
+    """Run every analysis that fits ``model`` (an SBML file) and compare them.
 
     Parameters
     ----------
     model : path-like
         SBML file.
+    methods : "auto" or iterable of str
+        Methods to try, from ``ALL_METHODS``; "auto" chooses (recorded in ``choices``).
     t_end, points : float, int
         Output times ``linspace(0, t_end, points)`` in model time units.
     n_trajectories : int
-        SSA ensemble size (reduced to fit ``SSA_EVENT_BUDGET`` events, recorded).
+        Ensemble size of the SSA and CLE (the SSA's is reduced to fit the event budget).
     seed : int, optional
-        SSA seed; a fresh one is drawn and recorded when omitted.
+        Seed of the ensembles; a fresh one is drawn and recorded when omitted.
+    client : dask.distributed.Client, optional
+        Run the SSA ensemble on a Dask cluster.
     **read_options
         Passed to :func:`~sbml_cme.io.read_sbml` (``volumes``, ``substance_unit``, ...).
     """
+    wanted = _wanted_methods(methods)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**63))
+    if not (t_end > 0 and int(points) >= 2):
+        raise OptionsError("t_end must be positive and points at least 2")
     times = np.linspace(0.0, float(t_end), int(points))
-    steps = []
-
-    def step(name, function, detail=""):
-        started = wallclock.perf_counter()
-        try:
-            value = function()
-            status = "ok"
-        except UnsupportedFeatureError as error:
-            value, status, detail = None, "unsupported", str(error)
-        except StateSpaceTooLargeError as error:
-            value, status, detail = None, "skipped", str(error)
-        except SbmlCmeError as error:
-            value, status, detail = None, "failed", str(error)
-        steps.append({"step": name, "status": status,
-                      "seconds": wallclock.perf_counter() - started, "detail": detail})
-        return value
-
     started = wallclock.perf_counter()
     network = read_sbml(model, **read_options)  # an import failure is the caller's error
-    import_seconds = wallclock.perf_counter() - started
-    steps.append({"step": "import", "status": "ok", "seconds": import_seconds,
-                  "detail": f"{len(network.species)} species, {len(network.reactions)} channels"})
+    runner = _Runner(wanted)
+    runner.steps.append({"step": "import", "status": "ok",
+                         "seconds": wallclock.perf_counter() - started,
+                         "detail": f"{len(network.species)} species, "
+                                   f"{len(network.reactions)} channels"})
     report = Report(model=str(model), network=network)
     report.tables["conversion"] = network.conversion_table()
     report.tables["species"] = network.summary_frames()["species"]
 
-    deterministic = step("deterministic", lambda: simulate_deterministic(network, times))
+    deterministic = runner.step("deterministic", "always",
+                                lambda: simulate_deterministic(network, times))
+    reference = runner.step("tellurium", "always (reference on the original SBML)",
+                            lambda: tellurium_reference(model, times, network=network))
     if deterministic is not None:
+        report.results["deterministic"] = deterministic
         report.tables["deterministic"] = deterministic.to_wide("model")
-        reference = step("tellurium", lambda: tellurium_reference(model, times, network=network))
-        if reference is not None:
-            report.tables["tellurium"] = reference
-            report.tables["crosscheck"] = compare_frames(report.tables["deterministic"],
-                                                         reference)
+    if reference is not None:
+        report.tables["tellurium"] = reference
 
-    cme = step("cme", lambda: solve_cme(network, times, max_states=CME_STATE_BUDGET))
-    if cme is not None:
-        report.tables["cme_stats"] = cme.stats()
-        report.tables["cme_moments"] = cme.moments
-        steps[-1]["detail"] = (f"{cme.n_states} states, certified L1 error "
-                               f"{cme.error_bound:.3g}")
-
+    report.results["cme"] = runner.step(
+        "cme", f"when the state space fits {CME_STATE_BUDGET:,} states",
+        lambda: solve_cme(network, times, max_states=CME_STATE_BUDGET),
+        describe=lambda r: f"{r.n_states} states, certified L1 error {r.error_bound:.3g}")
+    report.results["lna"] = runner.step("lna", "steady state, else time-dependent",
+                                        lambda: _lna(network, times),
+                                        describe=_describe_lna)
     size, reason = ssa_ensemble_size(network, t_end, n_trajectories)
-    if size == 0:
-        steps.append({"step": "ssa", "status": "skipped", "seconds": 0.0, "detail": reason})
-    else:
-        ensemble = step("ssa", lambda: simulate_ssa(network, times, n_trajectories=size,
-                                                    seed=seed, progress=progress), reason)
-        if ensemble is not None:
-            report.tables["ssa_stats"] = ensemble.stats()
-            report.tables["ssa_moments"] = ensemble.moments
-    report.tables["steps"] = pd.DataFrame(steps)
+    report.results["ssa"] = runner.step(
+        "ssa", reason, (lambda: simulate_ssa(network, times, n_trajectories=size, seed=seed,
+                                             progress=progress, client=client))
+        if size else None, describe=lambda r: f"{r.n_trajectories} trajectories, "
+                                              f"{r.total_events:,} events")
+    high, why = _high_copy(network, deterministic)
+    report.results["cle"] = runner.step(
+        "cle", why, (lambda: _cle(network, times, n_trajectories, seed)) if high or
+        "cle" in wanted and methods != "auto" else None,
+        describe=lambda r: f"{r.n_trajectories} trajectories")
+    report.results = {k: v for k, v in report.results.items() if v is not None}
+
+    for name, result in report.results.items():
+        if name != "deterministic":
+            report.tables[f"{name}_moments"] = result.moments
+    if "ssa" in report.results:
+        report.tables["ssa_stats"] = report.results["ssa"].stats()
+    report.tables["timecourses"] = timecourses(report.results)
+    report.tables["species_summary"] = species_summary(report.tables["timecourses"])
+    report.tables["crosscheck"] = compare_methods(network, report, times)
+    report.tables["marginals"] = marginals(network, report.results)
+    report.tables["choices"] = pd.DataFrame(runner.choices,
+                                            columns=["method", "chosen", "reason"])
+    report.tables["steps"] = pd.DataFrame(runner.steps)
     report.run_info = {"package_version": __version__, "model": str(model), "seed": seed,
-                       "t_end": t_end, "points": points, "n_trajectories_requested":
-                       n_trajectories, "read_options": repr(read_options)}
+                       "t_end": t_end, "points": points,
+                       "n_trajectories_requested": n_trajectories,
+                       "read_options": repr(read_options), "methods": repr(methods),
+                       "wall_time": wallclock.perf_counter() - started}
     return report
+
+
+# -- running steps ------------------------------------------------------------------------
+class _Runner:
+    """Runs steps, recording status, time, choices and reasons."""
+
+    def __init__(self, wanted):
+        self.wanted = wanted
+        self.steps: list[dict] = []
+        self.choices: list[dict] = []
+
+    def step(self, name, reason, function, describe=None):
+        if name not in self.wanted or function is None:
+            why = "not requested" if name not in self.wanted else reason
+            self.choices.append({"method": name, "chosen": False, "reason": why})
+            self.steps.append({"step": name, "status": "skipped", "seconds": 0.0,
+                               "detail": why})
+            return None
+        started = wallclock.perf_counter()
+        detail, value = "", None
+        try:
+            value = function()
+            status = "ok"
+            detail = describe(value) if describe else ""
+        except StateSpaceTooLargeError as error:
+            status, detail = "skipped", str(error)
+        except UnsupportedFeatureError as error:
+            status, detail = "unsupported", str(error)
+        except SbmlCmeError as error:
+            status, detail = "failed", str(error)
+        self.steps.append({"step": name, "status": status,
+                           "seconds": wallclock.perf_counter() - started, "detail": detail})
+        self.choices.append({"method": name, "chosen": status == "ok",
+                             "reason": reason if status == "ok" else detail})
+        return value
+
+
+def _wanted_methods(methods) -> set[str]:
+    if methods == "auto":
+        return set(ALL_METHODS)
+    wanted = {methods} if isinstance(methods, str) else set(methods)
+    unknown = wanted - set(ALL_METHODS)
+    if unknown:
+        raise OptionsError(f"unknown method(s) {sorted(unknown)}; choose from {ALL_METHODS}")
+    return wanted | {"deterministic", "tellurium"}
+
+
+def _lna(network: Network, times: np.ndarray):
+    from ..analyses.lna import solve_lna
+
+    try:
+        return solve_lna(network)
+    except ConvergenceError:
+        return solve_lna(network, times)
+
+
+def _describe_lna(result) -> str:
+    stationary = bool(np.all(np.isinf(result.times)))
+    return "stationary (stable steady state)" if stationary else \
+        "time-dependent (no stable steady state)"
+
+
+def _cle(network: Network, times: np.ndarray, n_trajectories: int, seed: int):
+    from ..analyses.cle import simulate_cle
+
+    return simulate_cle(network, times, n_trajectories=n_trajectories, seed=seed)
+
+
+def _high_copy(network: Network, deterministic) -> tuple[bool, str]:
+    peak = float(np.max(network.initial_counts, initial=0.0))
+    if deterministic is not None:
+        peak = max(peak, float(np.nanmax(deterministic.counts[:, :len(network.species)],
+                                         initial=0.0)))
+    if peak >= HIGH_COPY:
+        return True, f"copy numbers reach {peak:.3g} >= {HIGH_COPY:g} molecules"
+    return False, f"copy numbers stay below {HIGH_COPY:g} molecules (peak {peak:.3g})"
 
 
 def ssa_ensemble_size(network: Network, t_end: float, requested: int) -> tuple[int, str]:
@@ -172,8 +364,174 @@ def ssa_ensemble_size(network: Network, t_end: float, requested: int) -> tuple[i
     if per_trajectory * min(requested, 10) > SSA_EVENT_BUDGET:
         return 0, (f"about {per_trajectory:.3g} reaction events per trajectory: copy numbers "
                    "too large for exact SSA (set volumes= or substance_unit=, or use the "
-                   "deterministic/LNA results)")
+                   "LNA/CLE results)")
     size = int(min(requested, max(10, SSA_EVENT_BUDGET // max(per_trajectory, 1.0))))
     reason = f"{size} trajectories" + ("" if size == requested else
                                        f" (reduced from {requested} to fit the event budget)")
     return size, reason
+
+
+# -- tables -------------------------------------------------------------------------------
+def timecourses(results: dict) -> pd.DataFrame:
+    """All methods' moments in one frame with a ``method`` column (molecule counts)."""
+    frames = []
+    for method, result in results.items():
+        if method == "deterministic":
+            wide = result.to_wide("count")
+            long = wide.melt(id_vars="time", var_name="species", value_name="mean")
+            long["variance"] = 0.0
+        else:
+            long = result.moments.copy()
+        long["method"] = method
+        frames.append(long[["time", "species", "mean", "variance", "method"]])
+    if not frames:
+        return pd.DataFrame(columns=["time", "species", "mean", "variance", "method"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def species_summary(courses: pd.DataFrame) -> pd.DataFrame:
+    """Per species and method at each method's last time: mean, sd, Fano, CV^2."""
+    if courses.empty:
+        return pd.DataFrame(columns=["species", "method", "time", "mean", "sd", "fano", "cv2"])
+    last = courses.loc[courses.groupby(["method", "species"])["time"].idxmax()].copy()
+    mean = last["mean"].to_numpy(dtype=float)
+    variance = np.maximum(last["variance"].to_numpy(dtype=float), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        last["sd"] = np.sqrt(variance)
+        last["fano"] = np.where(mean != 0, variance / mean, np.nan)
+        last["cv2"] = np.where(mean != 0, variance / mean**2, np.nan)
+    return last[["species", "method", "time", "mean", "sd", "fano", "cv2"]].sort_values(
+        ["species", "method"]).reset_index(drop=True)
+
+
+def _is_linear(network: Network) -> bool:
+    """Mass action of order <= 1 throughout: the SSA mean then equals the ODE exactly."""
+    return all(isinstance(r.rate_law, MassAction) and sum(m for _, m in r.rate_law.orders) <= 1
+               for r in network.reactions) and not network.events
+
+
+def compare_methods(network: Network, report: Report, times: np.ndarray) -> pd.DataFrame:
+    """Verdicts: ODE vs tellurium, SSA mean vs ODE, CME vs SSA, LNA vs CME.
+
+    Statistical comparisons use the largest standardized deviation over time,
+    |mean_a - mean_b| / standard error, against the Bonferroni threshold for
+    ``ALPHA`` over the time points (standard errors from the SSA ensemble).
+    """
+    rows = []
+    tables = report.tables
+    if "deterministic" in tables and "tellurium" in tables:
+        table = compare_frames(tables["deterministic"], tables["tellurium"])
+        rows += [{"comparison": "ode vs tellurium", "species": r.species,
+                  "statistic": "max relative deviation", "value": r.max_rel_deviation,
+                  "threshold": 1e-4, "verdict": r.verdict} for r in table.itertuples()]
+    results = report.results
+    threshold = float(scipy_stats.norm.isf(ALPHA / (2 * max(len(times) - 1, 1))))
+    ssa = results.get("ssa")
+    if ssa is not None:
+        mean, variance = ssa._mean_variance()
+        error = np.sqrt(variance / ssa.n_trajectories)
+        columns = list(network.species_ids) + [o.id for o in network.outputs]
+        linear = _is_linear(network)
+        if "deterministic" in results:
+            ode = results["deterministic"].counts
+            rows += _z_rows("ssa mean vs ode", columns, mean, ode, error, threshold,
+                            on_fail="disagree" if linear else "deviates (nonlinear network)")
+        if "cme" in results:
+            cme = _moment_matrix(results["cme"].moments, columns)
+            rows += _z_rows("cme vs ssa", columns, mean, cme, error, threshold,
+                            on_fail="disagree")
+    if "lna" in results and "cme" in results:
+        lna, cme = results["lna"].moments, results["cme"].moments
+        last_cme = cme[cme.time == cme.time.max()].set_index("species")
+        last_lna = lna[lna.time == lna.time.max()].set_index("species")
+        for species in last_cme.index.intersection(last_lna.index):
+            reference = last_cme.loc[species, "variance"]
+            value = abs(last_lna.loc[species, "variance"] - reference) / max(abs(reference),
+                                                                             1e-12)
+            rows.append({"comparison": "lna vs cme", "species": species,
+                         "statistic": "relative variance difference (last time)",
+                         "value": value, "threshold": np.nan,
+                         "verdict": "exact" if value < 1e-6 else "approximation"})
+    return pd.DataFrame(rows, columns=["comparison", "species", "statistic", "value",
+                                       "threshold", "verdict"])
+
+
+def _moment_matrix(moments: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    wide = moments.pivot(index="time", columns="species", values="mean")
+    return wide.reindex(columns=columns).to_numpy(dtype=float)
+
+
+def _z_rows(comparison, columns, mean, other, error, threshold, on_fail):
+    rows = []
+    for k, column in enumerate(columns):
+        if k >= other.shape[1] or np.all(np.isnan(other[:, k])):
+            continue
+        difference = np.abs(mean[:, k] - other[:, k])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(error[:, k] > 0, difference / error[:, k],
+                         np.where(difference > 1e-9 * (1 + np.abs(other[:, k])), np.inf, 0.0))
+        worst = float(np.nanmax(z)) if len(z) else 0.0
+        rows.append({"comparison": comparison, "species": column,
+                     "statistic": "max |mean difference| / standard error", "value": worst,
+                     "threshold": threshold,
+                     "verdict": "agree" if worst <= threshold else on_fail})
+    return rows
+
+
+def marginals(network: Network, results: dict) -> pd.DataFrame:
+    """``method, species, count, probability`` at the last time: CME (exact), SSA
+    (histogram), LNA (Gaussian density at whole counts)."""
+    frames = []
+    cme = results.get("cme")
+    for species in network.species_ids[:12]:
+        if cme is not None:
+            table = cme.marginal(species)
+            table = table[table.time == table.time.max()]
+            frames.append(pd.DataFrame({"method": "cme", "species": species,
+                                        "count": table["count"],
+                                        "probability": table["probability"]}))
+        ssa = results.get("ssa")
+        if ssa is not None:
+            values = ssa.states[:, -1, network.species_index[species]].astype(np.int64)
+            counts = np.bincount(values - values.min())
+            support = np.nonzero(counts)[0]
+            frames.append(pd.DataFrame({"method": "ssa", "species": species,
+                                        "count": support + values.min(),
+                                        "probability": counts[support] / len(values)}))
+        lna = results.get("lna")
+        if lna is not None:
+            moments = lna.moments
+            row = moments[(moments.species == species) & (moments.time == moments.time.max())]
+            if len(row) and row["variance"].iloc[0] > 0:
+                mean, sd = row["mean"].iloc[0], np.sqrt(row["variance"].iloc[0])
+                grid = np.arange(max(0, int(mean - 4 * sd)), int(mean + 4 * sd) + 2)
+                frames.append(pd.DataFrame({"method": "lna", "species": species,
+                                            "count": grid,
+                                            "probability": scipy_stats.norm.pdf(grid, mean,
+                                                                                sd)}))
+    if not frames:
+        return pd.DataFrame(columns=["method", "species", "count", "probability"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _to_parquet(table: pd.DataFrame, path: Path) -> None:
+    frame = table.copy()
+    for column in frame.columns:  # mixed-type object columns (e.g. None and float) as text
+        if frame[column].dtype == object:
+            frame[column] = frame[column].astype(str)
+    frame.to_parquet(path, index=False)
+
+
+def _close(figures: dict) -> None:
+    import matplotlib.pyplot as plt
+
+    for figure in figures.values():
+        plt.close(figure)

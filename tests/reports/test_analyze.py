@@ -1,0 +1,92 @@
+"""analyze(), Report.write and batch: files, verdicts, choices, resumability."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import sbml_cme
+from sbml_cme.reports.analyze import analyze
+from sbml_cme.reports.batch import run_batch, summary_line
+from conftest import make_sbml
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+@pytest.fixture(scope="module")
+def dimerisation_report():
+    return analyze(DATA / "dsmts" / "00030" / "00030-sbml-l3v1.xml", t_end=20, points=21,
+                   n_trajectories=500, seed=3)
+
+
+def test_methods_chosen_and_recorded(dimerisation_report):
+    choices = dimerisation_report.tables["choices"].set_index("method")
+    assert choices.loc[["deterministic", "tellurium", "cme", "lna", "ssa"], "chosen"].all()
+    assert not choices.loc["cle", "chosen"]  # 100 molecules: below the CLE threshold
+    assert "1000" in choices.loc["cle", "reason"]
+
+
+def test_cross_checks_use_statistical_tolerances(dimerisation_report):
+    table = dimerisation_report.tables["crosscheck"]
+    assert set(table.comparison) >= {"ode vs tellurium", "ssa mean vs ode", "cme vs ssa",
+                                     "lna vs cme"}
+    ode = table[table.comparison == "ode vs tellurium"]
+    assert (ode.verdict == "agree").all()
+    cme = table[table.comparison == "cme vs ssa"]
+    assert (cme.verdict == "agree").all() and (cme.threshold > 3).all()
+    assert dimerisation_report.crosscheck_passed()
+
+
+def test_tables_share_the_moments_schema(dimerisation_report):
+    courses = dimerisation_report.tables["timecourses"]
+    assert list(courses.columns) == ["time", "species", "mean", "variance", "method"]
+    assert set(courses.method) == {"deterministic", "cme", "lna", "ssa"}
+    summary = dimerisation_report.tables["species_summary"]
+    assert list(summary.columns) == ["species", "method", "time", "mean", "sd", "fano", "cv2"]
+    cme = summary[(summary.method == "cme") & (summary.species == "P2")].iloc[0]
+    assert cme.fano == pytest.approx(cme.sd**2 / cme["mean"])
+
+
+def test_write_produces_every_artifact(dimerisation_report, tmp_path):
+    dimerisation_report.write(tmp_path)
+    for name in ("timecourses.png", "marginals.png", "noise.png", "report.html",
+                 "annotated.xml", "crosscheck.csv", "species_summary.csv", "choices.csv"):
+        assert (tmp_path / name).exists(), name
+    html = (tmp_path / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "crosscheck" in html
+    again = sbml_cme.read_sbml(tmp_path / "annotated.xml")
+    assert again == dimerisation_report.network
+
+
+def test_unsupported_methods_are_reported_not_raised(tmp_path):
+    path = tmp_path / "timed.xml"
+    path.write_text(make_sbml({"X": 0}, [("birth", {}, {"X": 1}, "k * time")],
+                              parameters={"k": 1.0}))
+    report = analyze(path, t_end=2, points=3, n_trajectories=10, seed=1)
+    steps = report.tables["steps"].set_index("step")
+    assert steps.loc["ssa", "status"] == "unsupported"
+    assert steps.loc["deterministic", "status"] == "ok"
+
+
+def test_batch_keeps_going_and_resumes(tmp_path, birth_death_sbml):
+    good = tmp_path / "models" / "good.xml"
+    good.parent.mkdir()
+    good.write_text(birth_death_sbml)
+    bad = tmp_path / "models" / "bad.xml"
+    bad.write_text(make_sbml({"X": 1}, []).replace(
+        "</model>", "<listOfRules><rateRule variable=\"X\"><math xmlns=\"http://www.w3.org/"
+        "1998/Math/MathML\"><cn>1</cn></math></rateRule></listOfRules></model>"))
+    out = tmp_path / "out"
+    table = run_batch([good.parent], out, progress=False, t_end=2, points=3,
+                      n_trajectories=20, seed=1)
+    status = table.set_index(table.model.map(lambda m: Path(m).stem))["status"]
+    assert status["good"] == "ok" and status["bad"] == "unsupported"
+    assert summary_line(table) == "2 models: 1 ok, 1 unsupported, 0 failed, 0 timeout"
+    marker = json.loads((out / "good" / "status.json").read_text())
+    marker["reason"] = "from the first run"
+    (out / "good" / "status.json").write_text(json.dumps(marker))
+    rerun = run_batch([good.parent], out, progress=False, t_end=2, points=3)
+    assert "from the first run" in set(rerun.reason)  # finished models are skipped
+    assert pd.read_csv(out / "status.csv").shape[0] == 2
