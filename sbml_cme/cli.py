@@ -107,6 +107,33 @@ def cmd_ssa(args) -> int:
     return EXIT_OK
 
 
+def cmd_lna(args) -> int:
+    from .analyses import solve_lna
+    from .io import read_sbml
+
+    network = read_sbml(args.model, **_read_options(args))
+    times = _times(args) if args.t_end is not None else None
+    result = solve_lna(network, times)
+    _write(result.noise, args.out)
+    info = result.run_info
+    print(f"LNA ({info['mode']}) in {info['wall_time']:.2f} s", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_cle(args) -> int:
+    from .analyses import simulate_cle
+    from .io import read_sbml
+
+    network = read_sbml(args.model, **_read_options(args))
+    result = simulate_cle(network, _times(args), n_trajectories=args.trajectories,
+                          seed=args.seed, method=args.method, dt=args.dt, n_jobs=args.jobs)
+    _write(result.stats(units=args.units), args.out)
+    info = result.run_info
+    print(f"{result.total_events} CLE steps (dt={info['dt']:.3g}, {info['clipped_steps']} "
+          f"clipped at zero) in {info['wall_time']:.2f} s", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_ode(args) -> int:
     from .analyses import simulate_deterministic
     from .io import read_sbml
@@ -214,6 +241,23 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the ensemble on this Dask cluster (tcp://host:port)")
     ssa.add_argument("--units", default="count", choices=["count", "model"])
     ssa.add_argument("--out", help="CSV file (default: standard output)")
+    cle = model_command("cle", cmd_cle, "chemical Langevin ensemble statistics "
+                                        "(time, X-mean, X-sd)")
+    timed(cle)
+    ensemble(cle)
+    cle.add_argument("--method", default="euler", choices=["euler", "weak2"])
+    cle.add_argument("--dt", type=float, default=None, help="step (default: from the "
+                     "fastest rate at the initial state)")
+    cle.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
+    cle.add_argument("--units", default="count", choices=["count", "model"])
+    cle.add_argument("--out", help="CSV file (default: standard output)")
+    lna = model_command("lna", cmd_lna, "linear noise approximation: time, species, mean, "
+                                        "variance, fano_factor, cv_squared (steady state "
+                                        "unless --t-end is given)")
+    lna.add_argument("--t-end", type=float, default=None,
+                     help="time-dependent LNA from 0 to T (default: steady state)")
+    lna.add_argument("--points", type=int, default=51, help="output points from 0 to T")
+    lna.add_argument("--out", help="CSV file (default: standard output)")
     ode = model_command("ode", cmd_ode, "deterministic rate equations")
     timed(ode)
     ode.add_argument("--units", default="model",

@@ -1,7 +1,10 @@
 """Analyses of a Network: one module per analysis, one public function each."""
 
+from .cle import simulate_cle
 from .cme import solve_cme, stationary_cme
 from .deterministic import simulate_deterministic
+from .lna import solve_lna
 from .ssa import simulate_ssa
 
-__all__ = ["simulate_deterministic", "simulate_ssa", "solve_cme", "stationary_cme"]
+__all__ = ["simulate_deterministic", "simulate_ssa", "solve_cme", "stationary_cme",
+           "solve_lna", "simulate_cle"]

@@ -28,8 +28,7 @@ from ..analyses.cme import solve_cme
 from ..analyses.deterministic import simulate_deterministic
 from ..analyses.ssa import simulate_ssa
 from ..crosscheck import compare_frames, tellurium_reference
-from ..errors import (ConvergenceError, OptionsError, SbmlCmeError, StateSpaceTooLargeError,
-                      UnsupportedFeatureError)
+from ..errors import OptionsError, SbmlCmeError, StateSpaceTooLargeError, UnsupportedFeatureError
 from ..io import read_sbml
 from ..kinetics import compile_network
 from ..network import MassAction, Network
@@ -319,18 +318,16 @@ def _wanted_methods(methods) -> set[str]:
 
 
 def _lna(network: Network, times: np.ndarray):
-    from ..analyses.lna import solve_lna
+    from ..analyses.lna import lna_with_fallback
 
-    try:
-        return solve_lna(network)
-    except ConvergenceError:
-        return solve_lna(network, times)
+    return lna_with_fallback(network, times)
 
 
 def _describe_lna(result) -> str:
-    stationary = bool(np.all(np.isinf(result.times)))
-    return "stationary (stable steady state)" if stationary else \
-        "time-dependent (no stable steady state)"
+    if bool(np.all(np.isinf(result.times))):
+        return "stationary (stable steady state)"
+    reason = result.run_info.get("fallback_reason", "")
+    return "time-dependent" + (f" ({reason})" if reason else "")
 
 
 def _cle(network: Network, times: np.ndarray, n_trajectories: int, seed: int):
