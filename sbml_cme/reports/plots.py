@@ -116,7 +116,9 @@ def plot_noise(summary: pd.DataFrame):
         ax.set_xticks(positions, species, rotation=60, ha="right", fontsize=7)
         ax.set_ylabel(label)
     fano_ax.axhline(1.0, color="grey", lw=0.8, ls=":")
-    cv_ax.set_yscale("log")
+    cv2 = table["cv2"].to_numpy(dtype=float)
+    if np.any(np.isfinite(cv2) & (cv2 > 0)):
+        cv_ax.set_yscale("log")
     fano_ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
