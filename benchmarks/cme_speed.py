@@ -6,6 +6,7 @@ timed test. Usage::
     /work/venv/bin/python benchmarks/cme_speed.py              # full: ~10^6 states
     /work/venv/bin/python benchmarks/cme_speed.py --mean 100   # ~3 x 10^4 states, quick
     /work/venv/bin/python benchmarks/cme_speed.py --skip-large # only (c)-(e)
+    /work/venv/bin/python benchmarks/cme_speed.py --skip-transient --skip-methods  # (c), (a)
 
 Model (SBML, item units, written below): two independent birth-death species,
 0 -> A at kA, A -> 0 at dA*A, 0 -> B at kB, B -> 0 at dB*B, with kA = kB = ``--mean`` and
@@ -129,7 +130,7 @@ def fsp_problem(mean: float, t_end: float):
 
 
 # -- sections ---------------------------------------------------------------------------------
-def section_large(mean: float, t_end: float) -> None:
+def section_large(mean: float, t_end: float, transient: bool = True) -> None:
     network = two_birth_death(mean)
     print(f"\n(a) stationary_cme, two birth-death species, mean {mean:g}")
     with Timer() as timer:
@@ -138,6 +139,8 @@ def section_large(mean: float, t_end: float) -> None:
     print(f"    states {result.n_states:,}  wall {timer.wall:.1f} s  cpu {timer.cpu:.1f} s  "
           f"peak RSS {peak_rss_gib():.2f} GiB  certificate {result.error_bound:.2e}  "
           f"L1 to exact {exact_l1(states, p, mean):.2e}  horizon {result.run_info['horizon']:.3g}")
+    if not transient:
+        return
     print(f"\n(b) solve_cme (method={cme.METHODS[0]}), times 0, {t_end / 2:g}, {t_end:g}")
     with Timer() as timer:
         result = cme.solve_cme(network, [0.0, t_end / 2, t_end])
@@ -206,6 +209,7 @@ def main() -> None:
                         help="mean of the medium model of section (e)")
     parser.add_argument("--skip-large", action="store_true", help="skip (a) and (b)")
     parser.add_argument("--skip-methods", action="store_true", help="skip (d) and (e)")
+    parser.add_argument("--skip-transient", action="store_true", help="skip (b)")
     arguments = parser.parse_args()
     print(f"sbml_cme CME benchmark, {datetime.date.today()}, {platform.machine()}, "
           f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
@@ -214,7 +218,7 @@ def main() -> None:
     cme.solve_cme(two_birth_death(3.0), [0.0, 1.0])
     section_assembly(arguments.mean)
     if not arguments.skip_large:
-        section_large(arguments.mean, arguments.t_end)
+        section_large(arguments.mean, arguments.t_end, not arguments.skip_transient)
     if not arguments.skip_methods:
         section_methods(3.0, 1.0, dense=True)
         section_methods(arguments.medium, arguments.t_end, dense=False)

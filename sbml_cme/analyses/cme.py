@@ -14,8 +14,10 @@ Expokit's algorithm; ``method="krylov"``) or a stiff BDF solver with the sparse 
 as Jacobian (``method="ode"``); see docs/cme.md for the benchmark behind the default.
 Stationary solutions use the stationary FSP: the outflow of
 J is redirected to the most probable state, making the truncated generator conservative;
-the normalisation is part of the linear system (it cannot return zero), and the result is
-certified by evolving it with the absorbing FSP over several relaxation times.
+the normalisation is part of the linear system (it cannot return zero; sparse LU up to
+5 x 10^4 states, AMG-preconditioned GMRES above), and the result is certified by a bound on
+the mass the absorbing FSP started from it leaks over several relaxation times (leak rate
+x horizon plus a residual term; docs/cme.md gives the argument).
 """
 
 from __future__ import annotations
@@ -634,17 +636,43 @@ def _initial_bounds(network: Network, times: np.ndarray, x0: np.ndarray) -> np.n
         if s.fixed or np.isfinite(caps[i]):
             continue
         level = max(float(peak[i]), float(x0[i]))
-        bounds[i] = int(math.ceil(level + 6.0 * math.sqrt(level + 1.0) + 10))
+        if not np.isfinite(level):
+            raise StateSpaceTooLargeError(
+                f"the copy number of '{s.id}' diverges in the rate equations; the CME has no "
+                "finite truncation here. Use simulate_ssa or solve_lna.")
+        # Capped far below int64 overflow; such sizes fail the state-count guard anyway.
+        bounds[i] = int(min(math.ceil(level + 6.0 * math.sqrt(level + 1.0) + 10), 2**60))
     return bounds
 
 
+def _initial_state(network: Network) -> np.ndarray:
+    """Initial counts as int64 (n_species,); refuses counts beyond exact integers."""
+    counts = whole_initial_counts(network)
+    too_large = counts >= 2.0**53
+    if too_large.any():
+        name = network.species_ids[int(np.argmax(too_large))]
+        raise StateSpaceTooLargeError(
+            f"species '{name}' starts with {counts.max():.3g} molecules: far beyond what a "
+            "CME can enumerate. Use solve_lna or simulate_ssa, or set volumes= / "
+            "substance_unit='item' if the model means small copy numbers.")
+    return counts.astype(np.int64)
+
+
 def _key_layout(network, bounds, conservation, x0):
-    ranges = np.where(bounds >= 0, bounds, np.where(np.isfinite(conservation), conservation,
-                                                    0)).astype(np.int64)
+    """(key species, mixed-radix weights, state-count upper bound).
+
+    The bound is computed in floating point first: when it exceeds what int64 codes can
+    hold, no radix is built (``None``) and the caller's guard refuses the problem before
+    anything is allocated."""
+    ranges = np.where(bounds >= 0, bounds.astype(float),
+                      np.where(np.isfinite(conservation), conservation, 0.0))
     key_species = _key_species(network.stoichiometry, ranges)
-    radix = np.cumprod(np.concatenate([[1], ranges[key_species][:-1] + 1])).astype(np.int64)
-    estimate = int(np.prod((ranges[key_species] + 1).astype(float))) if len(key_species) else 1
-    return key_species, radix, estimate
+    estimate = float(np.prod(ranges[key_species] + 1.0)) if len(key_species) else 1.0
+    if estimate >= 2.0**62:
+        return key_species, None, estimate
+    widths = ranges[key_species].astype(np.int64) + 1
+    radix = np.cumprod(np.concatenate([[1], widths[:-1]])).astype(np.int64)
+    return key_species, radix, int(estimate)
 
 
 def _solve_transient_segment(compiled, sources, probabilities, times, bounds, tol, max_states,
@@ -799,7 +827,7 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     started = wallclock.perf_counter()
     compiled = compile_network(network)
     parameters = network.parameter_values.copy()
-    x0 = whole_initial_counts(network).astype(np.int64)
+    x0 = _initial_state(network)
     bounds = _initial_bounds(network, times, x0)
     sources, probabilities = x0[None, :], np.array([1.0])
     t_now = times[0]
@@ -850,9 +878,10 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     """Stationary distribution by the stationary FSP, with a certificate.
 
     The truncated generator with its outflow redirected to the most probable state is
-    solved with the normalisation built into the sparse system. The answer ``pi_J`` is
-    then evolved by the absorbing FSP over ``horizon`` (default: ten relaxation times of
-    the truncated chain); ``error_bound`` = leaked mass + ||p(horizon) - pi_J||_1 bounds
+    solved with the normalisation built into the sparse system. For the answer ``pi_J``
+    and ``horizon`` (default: ten relaxation times of the truncated chain),
+    ``error_bound`` = an upper bound of leaked mass + ||p(horizon) - pi_J||_1 of the
+    absorbing FSP started from pi_J (``_certify``; no time integration needed), bounding
     how far the exact CME started from ``pi_J`` moves away from it (zero for the exact
     stationary law). The set grows until that certificate is below ``tol``.
     """
@@ -866,7 +895,7 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     started = wallclock.perf_counter()
     compiled = compile_network(network)
     parameters = network.parameter_values.copy()
-    x0 = whole_initial_counts(network).astype(np.int64)
+    x0 = _initial_state(network)
     bounds = _stationary_bounds(network, x0)
     conservation = conservation_bounds(network, x0)
     for _ in range(_MAX_GROWTH_ROUNDS):
@@ -875,11 +904,17 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
         space = enumerate_states(compiled, x0[None, :], bounds, key_species, radix,
                                  parameters, max_states, 2)
         anchor = int(space.index_of(x0[None, :])[0])
-        pi, _ = _stationary_solve(compiled, space, parameters, anchor)
-        pi, conservative = _stationary_solve(compiled, space, parameters, int(np.argmax(pi)))
+        pi, conservative = _stationary_solve(compiled, space, parameters, anchor)
+        mode = int(np.argmax(pi))
+        if mode != anchor and space.n_states <= _ITERATIVE_MIN_STATES:
+            # re-anchor at the mode (more accurate for the LU); the certificate below holds
+            # for any anchor, and for the iterative solve a second solve only cost time
+            # and, at 10^6 states, gave a larger residual (docs/cme.md)
+            pi, conservative = _stationary_solve(compiled, space, parameters, mode, guess=pi)
         tau = horizon if horizon is not None else 10.0 * _relaxation_time(
             conservative, compiled, pi @ space.states, parameters)
-        certificate, leaked, drift = _certify(compiled, space, parameters, pi, tau)
+        certificate, leaked, drift = _certify(compiled, space, parameters, pi, tau,
+                                              conservative)
         if certificate <= tol:
             return CMEResult(network=network, times=np.array([np.inf]),
                              distributions=((space.states, pi),),
@@ -906,48 +941,134 @@ def _stationary_bounds(network: Network, x0: np.ndarray) -> np.ndarray:
     return _initial_bounds(network, horizon, x0)
 
 
-def _stationary_solve(compiled, space, parameters, anchor: int):
+#: Above this many states the stationary system is solved by AMG-preconditioned GMRES
+#: instead of a sparse LU (whose fill grows superlinearly on 2-D state grids).
+_ITERATIVE_MIN_STATES = 50_000
+#: Largest accepted ||A pi||_1 of the iterative stationary solution (A conservative).
+_STATIONARY_RESIDUAL = 1e-9
+#: ||A pi||_1 at which the iterative solve stops restarting.
+_STATIONARY_TARGET = 1e-13
+_STATIONARY_ROUNDS = 6
+
+
+def _stationary_system(matrix, anchor: int, row_values):
+    """-A with row ``anchor`` replaced by ``row_values`` (a sparse row), in CSR."""
+    n = matrix.shape[0]
+    coo = matrix.tocoo()
+    keep = coo.row != anchor
+    columns = np.arange(n, dtype=coo.col.dtype) if row_values is None else \
+        np.array([anchor], dtype=coo.col.dtype)
+    values = np.ones(n) if row_values is None else np.ones(1)
+    return sparse.csr_matrix(
+        (np.concatenate([-coo.data[keep], values]),
+         (np.concatenate([coo.row[keep], np.full(len(columns), anchor, dtype=coo.row.dtype)]),
+          np.concatenate([coo.col[keep], columns]))), shape=(n, n))
+
+
+def _stationary_solve(compiled, space, parameters, anchor: int, guess=None):
     """Stationary law of the truncated chain with outflow sent to ``anchor``; returns
     (pi, that conservative generator).
 
-    The balance equation of ``anchor`` is replaced by the normalisation sum(pi) = 1, so
-    the system is non-singular on an irreducible set and its solution cannot be zero.
-    The system is assembled directly in CSC form (no LIL round trip) and factorised by
-    SuperLU with a minimum-degree ordering on A^T + A, which suits the grid-like
-    structure of CME generators far better than the default COLAMD."""
+    Up to ``_ITERATIVE_MIN_STATES`` states the balance equation of ``anchor`` is replaced
+    by the normalisation sum(pi) = 1 (non-singular on an irreducible set, so the solution
+    cannot be zero) and the system is factorised by SuperLU with a minimum-degree ordering
+    on A^T + A. Larger sets pin pi(anchor) = 1 instead (row ``anchor`` of -A becomes the
+    unit row: a non-singular M-matrix system whose solution is nonzero by construction),
+    solve it by GMRES preconditioned with classical (Ruge-Stuben) AMG, starting from
+    ``guess`` when given, and normalise. The answer is accepted only if the residual
+    ||A pi||_1 of the normalised, clipped vector is at most ``_STATIONARY_RESIDUAL``;
+    the certificate accounts for that residual (``_certify``)."""
     matrix, _ = build_generator(compiled, space, parameters, absorbing=False,
                                 redirect_to=anchor)
     n = space.n_states
-    coo = matrix.tocoo()
-    keep = coo.row != anchor
-    system = sparse.csc_matrix(
-        (np.concatenate([coo.data[keep], np.ones(n)]),
-         (np.concatenate([coo.row[keep], np.full(n, anchor, dtype=coo.row.dtype)]),
-          np.concatenate([coo.col[keep], np.arange(n, dtype=coo.col.dtype)]))),
-        shape=(n, n))
-    rhs = np.zeros(n)
-    rhs[anchor] = 1.0
-    try:
-        pi = splinalg.splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
-    except RuntimeError as error:
-        raise ConvergenceError(f"the stationary system is singular: {error}. The chain may "
-                               "have several closed classes; start from a different state.") \
-            from None
-    if not np.all(np.isfinite(pi)):
+    if n > _ITERATIVE_MIN_STATES:
+        pi = _stationary_iterative(matrix, anchor, guess)
+    else:
+        coo = matrix.tocoo()
+        keep = coo.row != anchor
+        system = sparse.csc_matrix(
+            (np.concatenate([coo.data[keep], np.ones(n)]),
+             (np.concatenate([coo.row[keep], np.full(n, anchor, dtype=coo.row.dtype)]),
+              np.concatenate([coo.col[keep], np.arange(n, dtype=coo.col.dtype)]))),
+            shape=(n, n))
+        rhs = np.zeros(n)
+        rhs[anchor] = 1.0
+        try:
+            pi = splinalg.splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
+        except RuntimeError as error:
+            raise ConvergenceError(f"the stationary system is singular: {error}. The chain "
+                                   "may have several closed classes; start from a different "
+                                   "state.") from None
+    if not np.all(np.isfinite(pi)) or not pi.sum() > 0:
         raise ConvergenceError("the stationary system is singular (no unique stationary law "
                                "on the reachable set)")
     pi = np.clip(pi, 0.0, None)
     return pi / pi.sum(), matrix
 
 
-def _certify(compiled, space, parameters, pi, horizon):
-    """(leaked + drift, leaked, drift) of the absorbing FSP started from ``pi``."""
+def _stationary_iterative(matrix, anchor: int, guess=None) -> np.ndarray:
+    """Solve A pi = 0 with pi(anchor) = 1 by Ruge-Stuben AMG-preconditioned GMRES."""
+    try:
+        import pyamg
+    except ImportError as error:  # pragma: no cover - pyamg is a dependency
+        raise ConvergenceError("the stationary solve of a large state set needs pyamg") \
+            from error
+    n = matrix.shape[0]
+    system = _stationary_system(matrix, anchor, row_values=1)
+    rhs = np.zeros(n)
+    rhs[anchor] = 1.0
+    x0 = None
+    if guess is not None and guess[anchor] > 0:
+        x0 = np.asarray(guess, dtype=float) / guess[anchor]
+    hierarchy = pyamg.ruge_stuben_solver(system, max_coarse=500)
+    # pyamg's GMRES stops on the *preconditioned* residual; restart from the answer until
+    # the true residual of the normalised vector is small (usually one or two rounds).
+    best, residual = None, np.inf
+    for _ in range(_STATIONARY_ROUNDS):
+        x0 = hierarchy.solve(rhs, x0=x0, tol=1e-14, maxiter=30, accel="gmres")
+        trial = np.clip(x0, 0.0, None)
+        total = trial.sum()
+        if not (np.isfinite(total) and total > 0):
+            raise ConvergenceError("the AMG-preconditioned stationary solve failed")
+        trial = trial / total
+        value = float(np.abs(matrix @ trial).sum())
+        improved = value < 0.5 * residual
+        if value < residual:
+            best, residual = trial, value
+        if residual <= _STATIONARY_TARGET or not improved:  # done, or at round-off level
+            break
+    pi = best
+    if residual > _STATIONARY_RESIDUAL:
+        raise ConvergenceError(f"the AMG-preconditioned stationary solve stalled at "
+                               f"||A pi||_1 = {residual:.3g}")
+    return pi
+
+
+def _certify(compiled, space, parameters, pi, horizon, conservative):
+    """(certificate, leaked, drift) for ``pi`` over ``horizon``: bounds on how far the exact
+    CME started from pi moves in that time (leaked + drift). See docs/cme.md.
+
+    The cheap bound needs no time integration. With r = sum_x pi(x) exit(x) (the rate
+    at which pi leaves J), E = max exit rate and rho = ||A_r pi||_1 (A_r the conservative,
+    redirected generator pi was solved with), the absorbing FSP from pi satisfies
+    leaked(h) <= h r + E h^2 rho / 2 and ||p_J(h) - pi||_1 <= leaked(h) + h rho. On sets
+    of at most ``_ITERATIVE_MIN_STATES`` states the absorbing FSP is also evolved by
+    Krylov (affordable there) and the smaller of the two true bounds is returned."""
     matrix, _ = build_generator(compiled, space, parameters)
     n = space.n_states
-    p0 = np.concatenate([pi, np.zeros(matrix.shape[0] - n)])
-    evolved = _propagate(matrix, p0, np.array([0.0, horizon]), "krylov")[-1]
-    leaked = float(evolved[n:].sum())
-    drift = float(np.abs(evolved[:n] - pi).sum())
+    exit_rate = np.asarray(matrix[n:, :n].sum(axis=0)).ravel()
+    rate = float(exit_rate @ pi)
+    largest = float(exit_rate.max(initial=0.0))
+    residual = float(np.abs(conservative @ pi).sum())
+    leaked = horizon * rate + 0.5 * largest * horizon ** 2 * residual
+    drift = leaked + horizon * residual
+    if n <= _ITERATIVE_MIN_STATES and leaked + drift > 0:
+        p0 = np.concatenate([pi, np.zeros(matrix.shape[0] - n)])
+        evolved = _propagate(matrix, p0, np.array([0.0, horizon]), "krylov")[-1]
+        exact_leaked = float(evolved[n:].sum())
+        exact_drift = float(np.abs(evolved[:n] - pi).sum())
+        if exact_leaked + exact_drift < leaked + drift:
+            leaked, drift = exact_leaked, exact_drift
     return leaked + drift, leaked, drift
 
 

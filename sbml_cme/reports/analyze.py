@@ -499,19 +499,17 @@ def marginals(network: Network, results: dict) -> pd.DataFrame:
                                         "probability": table["probability"]}))
         ssa = results.get("ssa")
         if ssa is not None:
-            values = ssa.states[:, -1, network.species_index[species]].astype(np.int64)
-            counts = np.bincount(values - values.min())
-            support = np.nonzero(counts)[0]
-            frames.append(pd.DataFrame({"method": "ssa", "species": species,
-                                        "count": support + values.min(),
-                                        "probability": counts[support] / len(values)}))
+            values = ssa.states[:, -1, network.species_index[species]]
+            frames.append(_histogram("ssa", species, values))
         lna = results.get("lna")
         if lna is not None:
             moments = lna.moments
             row = moments[(moments.species == species) & (moments.time == moments.time.max())]
             if len(row) and row["variance"].iloc[0] > 0:
                 mean, sd = row["mean"].iloc[0], np.sqrt(row["variance"].iloc[0])
-                grid = np.arange(max(0, int(mean - 4 * sd)), int(mean + 4 * sd) + 2)
+                # Whole counts when few; otherwise 200 points of the density per count.
+                grid = np.arange(max(0, int(mean - 4 * sd)), int(mean + 4 * sd) + 2) \
+                    if sd < 25 else np.linspace(max(0.0, mean - 4 * sd), mean + 4 * sd, 200)
                 frames.append(pd.DataFrame({"method": "lna", "species": species,
                                             "count": grid,
                                             "probability": scipy_stats.norm.pdf(grid, mean,
@@ -519,6 +517,19 @@ def marginals(network: Network, results: dict) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["method", "species", "count", "probability"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _histogram(method: str, species: str, values: np.ndarray) -> pd.DataFrame:
+    """Probability per whole count (at most 200 bins; wider ranges are binned and the
+    probability is per count, so it stays comparable with the CME's)."""
+    low, high = float(values.min()), float(values.max())
+    bins = int(min(high - low + 1, 200))
+    counts, edges = np.histogram(values, bins=max(bins, 1), range=(low - 0.5, high + 0.5))
+    width = edges[1] - edges[0]
+    keep = counts > 0
+    return pd.DataFrame({"method": method, "species": species,
+                         "count": (0.5 * (edges[:-1] + edges[1:]))[keep],
+                         "probability": counts[keep] / len(values) / width})
 
 
 def _has_pyarrow() -> bool:

@@ -20,11 +20,17 @@ def network():
 @pytest.mark.parametrize("workers", [1, 2])
 def test_same_seed_same_ensemble_on_any_cluster(network, workers):
     times = np.linspace(0, 4, 9)
-    local = simulate_ssa(network, times, n_trajectories=600, seed=9)
-    with distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        remote = simulate_ssa(network, times, n_trajectories=600, seed=9, client=client)
-    assert np.array_equal(local.states, remote.states)
-    assert np.array_equal(local.n_events, remote.n_events)
-    assert remote.run_info["dask"]
+    local_ssa = simulate_ssa(network, times, n_trajectories=600, seed=9)
+    import dask
+
+    # Worker processes import the package and load the cached numba kernels: allow for a
+    # slow start on a busy 2-core machine.
+    with dask.config.set({"distributed.comm.timeouts.connect": "120s",
+                          "distributed.deploy.lost-worker-timeout": "120s"}), \
+            distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     dashboard_address=None, timeout="120s") as cluster, \
+            distributed.Client(cluster, timeout="120s") as client:
+        remote_ssa = simulate_ssa(network, times, n_trajectories=600, seed=9, client=client)
+    assert np.array_equal(local_ssa.states, remote_ssa.states)
+    assert np.array_equal(local_ssa.n_events, remote_ssa.n_events)
+    assert remote_ssa.run_info["dask"]
