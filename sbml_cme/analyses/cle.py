@@ -50,7 +50,7 @@ from ..kinetics import channel_propensity, compile_network, run_program
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
-from .ssa import trajectory_streams
+from .ssa import _xoshiro, trajectory_streams
 
 METHODS = {"euler": 0, "weak2": 1}
 
@@ -60,22 +60,7 @@ DT_FACTOR = 0.01
 _OK, _BAD_PROPENSITY = 0, 1
 
 
-# -- random numbers: xoshiro256+, the SSA's generator and streams --------------------------------
-@numba.njit(cache=True, inline="always")
-def _next_uniform(s0, s1, s2, s3):
-    """One xoshiro256+ step on scalar state: a uniform in (0, 1] and the new state."""
-    result = s0 + s3
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
-    return ((result >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740992.0), \
-        s0, s1, s2, s3
-
-
+# -- random numbers: the SSA's xoshiro256+ generator and per-trajectory streams -------------
 @numba.njit(cache=True)
 def _fill_random(state, gaussians, signs):
     """Fill ``gaussians`` with standard normals (Box-Muller) and ``signs`` with +-1,
@@ -84,15 +69,15 @@ def _fill_random(state, gaussians, signs):
     n = gaussians.shape[0]
     k = 0
     while k < n:
-        u1, s0, s1, s2, s3 = _next_uniform(s0, s1, s2, s3)
-        u2, s0, s1, s2, s3 = _next_uniform(s0, s1, s2, s3)
+        u1, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+        u2, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
         radius = math.sqrt(-2.0 * math.log(u1))
         gaussians[k] = radius * math.cos(2.0 * math.pi * u2)
         if k + 1 < n:
             gaussians[k + 1] = radius * math.sin(2.0 * math.pi * u2)
         k += 2
     for k in range(signs.shape[0]):
-        u, s0, s1, s2, s3 = _next_uniform(s0, s1, s2, s3)
+        u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
         signs[k] = 1.0 if u <= 0.5 else -1.0
     state[0], state[1], state[2], state[3] = s0, s1, s2, s3
 
