@@ -50,6 +50,7 @@ from ..kinetics import channel_propensity, compile_network, run_program
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
+from .ensemble import thread_count
 from .ssa import _xoshiro, trajectory_streams
 
 METHODS = {"euler": 0, "weak2": 1}
@@ -317,15 +318,6 @@ def default_step(network: Network, times: np.ndarray) -> float:
     return DT_FACTOR / rho
 
 
-def _threads(n_jobs: int | None) -> int:
-    available = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None:
-        return available
-    if not (isinstance(n_jobs, (int, np.integer)) and n_jobs >= 1):
-        raise OptionsError(f"n_jobs must be a positive integer, got {n_jobs!r}")
-    return min(int(n_jobs), available)
-
-
 def check_cle_support(network: Network) -> None:
     """Raise UnsupportedFeatureError for constructs the CLE does not simulate."""
     if network.events:
@@ -379,7 +371,7 @@ def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
     n_columns = len(network.species) + len(network.outputs)
     out = np.zeros((n_trajectories, len(times), n_columns))
     report = np.zeros((n_trajectories, 5))
-    threads = _threads(n_jobs)
+    threads = thread_count(n_jobs)
     previous = numba.get_num_threads()
     numba.set_num_threads(threads)
     try:

@@ -52,6 +52,18 @@ def map_blocks(function: Callable, shared: tuple, blocks: Sequence[tuple], *, cl
     return client.gather(futures)
 
 
+def thread_count(n_jobs: int | None) -> int:
+    """Threads for a local ensemble: ``n_jobs`` (at most the machine's), all by default."""
+    import numba
+
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        return available
+    if not (isinstance(n_jobs, (int, np.integer)) and n_jobs >= 1):
+        raise OptionsError(f"n_jobs must be a positive integer, got {n_jobs!r}")
+    return min(int(n_jobs), available)
+
+
 def connect(address: str | None):
     """A Dask client for ``address`` (``tcp://host:port``), or None."""
     if not address:

@@ -31,7 +31,7 @@ from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_trigg
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
-from .ensemble import DASK_BLOCK, block_bounds, concatenate, map_blocks
+from .ensemble import DASK_BLOCK, block_bounds, concatenate, map_blocks, thread_count
 
 METHODS = {"direct": 0, "tree": 1}
 
@@ -473,7 +473,7 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     n_columns = len(network.species) + len(network.outputs)
     out = np.zeros((n_trajectories, len(times), n_columns))
     report = np.zeros((n_trajectories, 4))
-    threads = _threads(n_jobs)
+    threads = thread_count(n_jobs)
     if client is not None:
         parts = map_blocks(_ssa_task, (compiled, x0, times, METHODS[method]),
                            [(streams[a:b],) for a, b in block_bounds(n_trajectories, DASK_BLOCK)],
@@ -518,15 +518,6 @@ def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, r
               compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
               x0, compiled.parameter_vector(), times, streams.copy(), bool(method_code), out,
               report)
-
-
-def _threads(n_jobs: int | None) -> int:
-    available = numba.config.NUMBA_NUM_THREADS
-    if n_jobs is None:
-        return available
-    if not (isinstance(n_jobs, (int, np.integer)) and n_jobs >= 1):
-        raise OptionsError(f"n_jobs must be a positive integer, got {n_jobs!r}")
-    return min(int(n_jobs), available)
 
 
 def _raise_failures(network: Network, report: np.ndarray) -> None:
