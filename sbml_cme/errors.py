@@ -11,7 +11,8 @@
     └── AnalysisError
         ├── StateSpaceTooLargeError
         ├── TruncationError
-        └── ConvergenceError
+        ├── ConvergenceError
+        └── NotComplexBalancedError   no product-form stationary law
 
 Every message says what went wrong, where (the SBML element id when there is one) and
 what to do about it. The CLI maps each family to a stable exit code (see ``EXIT_CODES``).
@@ -94,6 +95,11 @@ class TruncationError(AnalysisError):
 
 class ConvergenceError(AnalysisError):
     """An iterative method or integrator did not converge."""
+
+
+class NotComplexBalancedError(AnalysisError):
+    """The network has no complex-balanced equilibrium, so no product-form stationary
+    law (Anderson, Craciun and Kurtz 2010); the message says why."""
 
 
 #: Stable CLI exit codes per error family (0 success, 1 failed check).
