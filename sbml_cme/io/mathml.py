@@ -3,7 +3,8 @@
 Names become ``sympy.Symbol(id)`` (after optional renaming, used for local parameters),
 the time csymbol becomes :data:`sbml_cme.network.TIME`, Avogadro's csymbol its value, and
 function definitions are expanded in place. Constructs with no stochastic meaning
-(``delay``, ``rateOf``) raise :class:`UnsupportedFeatureError` naming the element.
+(``delay``, ``rateOf``) raise :class:`UnsupportedFeatureError` naming the element; on
+request (``delays=True``) ``delay`` is kept as :data:`DELAY` for the importer to convert.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Callable, Mapping
 import libsbml
 import sympy
 
+from ..distributions import make_draw
 from ..errors import UnsupportedFeatureError
 from ..network import TIME
 
@@ -62,6 +64,15 @@ _RELATIONAL = {
     libsbml.AST_RELATIONAL_LEQ: sympy.Le,
 }
 
+#: SBML L3 distrib csymbols (libsbml AST types) by distribution name.
+_DISTRIB = {getattr(libsbml, f"AST_DISTRIB_FUNCTION_{name.upper()}"): name
+            for name in ("normal", "uniform", "bernoulli", "binomial", "cauchy", "chisquare",
+                         "exponential", "gamma", "laplace", "lognormal", "poisson", "rayleigh")
+            if hasattr(libsbml, f"AST_DISTRIB_FUNCTION_{name.upper()}")}
+
+#: The SBML delay csymbol, ``DELAY(value, delay)``, kept only when the importer asks.
+DELAY = sympy.Function("delay")
+
 _LOGICAL = {
     libsbml.AST_LOGICAL_AND: sympy.And,
     libsbml.AST_LOGICAL_OR: sympy.Or,
@@ -83,11 +94,17 @@ class FunctionDefinitions:
                 continue
             args = [fd.getArgument(i).getName() for i in range(fd.getNumArguments())]
             self.bodies[fd.getId()] = (args, fd.getBody())
+        #: Each random draw gets a new id, so independent draws never merge in sympy.
+        self.draw_count = 0
+
+    def next_draw_id(self) -> int:
+        self.draw_count += 1
+        return self.draw_count - 1
 
 
 def to_sympy(ast: libsbml.ASTNode, element_id: str, functions: FunctionDefinitions,
              rename: Mapping[str, sympy.Basic] | None = None, *,
-             numeric: bool = True) -> sympy.Basic:
+             numeric: bool = True, delays: bool = False) -> sympy.Basic:
     """Convert ``ast`` to sympy.
 
     Parameters
@@ -102,10 +119,14 @@ def to_sympy(ast: libsbml.ASTNode, element_id: str, functions: FunctionDefinitio
         Name -> sympy expression replacements (local parameters, lambda arguments).
     numeric : bool
         The math is a value (true/false become 1/0); False for trigger conditions.
+    delays : bool
+        Keep the delay csymbol as :data:`DELAY` ``(value, delay)`` (the importer converts
+        it, ``read_sbml(..., delays="phases")``) instead of refusing it.
     """
     if ast is None:
         raise UnsupportedFeatureError("missing math", element_id)
     converter = _Converter(element_id, functions)
+    converter.keep_delays = delays
     result = converter.convert(ast, dict(rename or {}))
     return _as_number(result) if numeric else result
 
@@ -114,6 +135,7 @@ class _Converter:
     def __init__(self, element_id: str, functions: FunctionDefinitions):
         self.element_id = element_id
         self.functions = functions
+        self.keep_delays = False
 
     def unsupported(self, what: str, hint: str = "") -> UnsupportedFeatureError:
         return UnsupportedFeatureError(what, self.element_id, hint=hint)
@@ -158,9 +180,12 @@ class _Converter:
         if kind == libsbml.AST_CONSTANT_FALSE:
             return sympy.false
         if kind == libsbml.AST_FUNCTION_DELAY:
+            if self.keep_delays and len(children) == 2:
+                return DELAY(*(_as_number(sub(child)) for child in children))
             raise self.unsupported(
-                "the delay csymbol", "Model the delay explicitly (a chain of reactions) or "
-                "drop it; exact stochastic simulation needs a memoryless state.")
+                "the delay csymbol", "read_sbml(path, delays='phases', delay_phases=k) turns a "
+                "kinetic law C*delay(f, tau) into a chain of k memoryless phases "
+                "(docs/delays.md); delay() elsewhere (rules, events) has no stochastic form.")
         if kind == getattr(libsbml, "AST_FUNCTION_RATE_OF", -999):
             raise self.unsupported("the rateOf csymbol")
         number = lambda node: _as_number(sub(node))  # noqa: E731
@@ -215,6 +240,9 @@ class _Converter:
             return a - b * sympy.floor(a / b)
         if kind == libsbml.AST_FUNCTION:
             return self.call(ast.getName(), list(map(sub, children)))
+        if kind in _DISTRIB:
+            return make_draw(_DISTRIB[kind], self.functions.next_draw_id(),
+                             list(map(number, children)), self.element_id)
         raise self.unsupported(f"the MathML construct '{ast.getName() or kind}'")
 
     def call(self, name: str, arguments: list) -> sympy.Basic:

@@ -283,11 +283,15 @@ def score_states(case: Case, states: np.ndarray, column_ids: list[str]) -> list[
 
 
 def score_ensemble(case: Case, result) -> list[Score]:
-    """Score an :class:`sbml_cme.results.EnsembleResult` (states in counts; DSMTS species
-    are amounts in item units, so counts are the suite's amounts)."""
+    """Score an :class:`sbml_cme.results.EnsembleResult`: states in counts are divided by
+    molecules per model substance unit, so each variable is the suite's amount (DSMTS
+    species are in item units, a factor 1; the distrib cases leave the substance unit
+    unset, so the reader counts N_A molecules per unit)."""
     network = result.network
     column_ids = list(network.species_ids) + [output.id for output in network.outputs]
-    return score_states(case, result.states, column_ids)
+    scales = np.array([network.species_scale(s, "amount") for s in network.species_ids] +
+                      [network.output_scale(o, "amount") for o in network.outputs])
+    return score_states(case, result.states / scales, column_ids)
 
 
 def describe(scores: list[Score]) -> str:

@@ -3,7 +3,8 @@
 Every vendored case in tests/data/dsmts/ is simulated with ``simulate_ssa`` at a fixed seed
 and scored by tests/statistical/dsmts.py: a case passes when each requested statistic has
 at most 2 points outside the suite's ``meanRange`` / ``sdRange`` and every sigma_t = 0 point
-matches exactly. The target of the suite is n = 10,000 trajectories (``-m slow``, also
+matches exactly. The 41 distrib cases (SBML L3 distrib draws at every crossing of a
+rate-rule clock) are scored the same way, with three notes at ``_check_distrib``. The target of the suite is n = 10,000 trajectories (``-m slow``, also
 benchmarks/dsmts_full.py); the default run uses n = 2,000 (fewer for the two cases with
 ~10^5 reaction events per trajectory). Z and Y are standardized, so a smaller n keeps the
 same ranges; they are never widened.
@@ -11,6 +12,7 @@ same ranges; they are never widened.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import numpy as np
@@ -193,18 +195,74 @@ def test_dsmts_case_full(case, version, method):
     _check(case, _ensemble(case.id, version, method, FULL_TRAJECTORIES))
 
 
-@pytest.mark.parametrize("case", [
-    pytest.param(case, id=case.id, marks=pytest.mark.xfail(
-        strict=True, raises=UnsupportedFeatureError,
-        reason=f"needs SBML distrib (issue: structure/noise), {case.synopsis}"))
-    for case in DISTRIB_CASES])
-def test_distrib_case(case):
+# -- the distrib cases (00040-00100) --------------------------------------------------------
+# Cauchy draws (00049) have no mean and no sd: the suite lists the median as "mean" and
+# no sd, so the case is scored on the sample median instead. It is asymptotically normal
+# with sd 1 / (2 f(m) sqrt(n)) (f the density at the median m), which gives the
+# standardized Z = 2 f(m) sqrt(n) (median - m), judged against the same meanRange.
+MEDIAN_SCORED = {"00049": scipy.stats.cauchy(1, 2)}
+# A truncated Cauchy draw (00059, bounds [1.1, 10)) has a mean and an sd. The suite lists
+# the mean (3.348; exactly 3.3452) but no sd, so sigma_t comes from the exact law
+# (2.04 for t >= 1, 0 at t = 0) and Z is computed as for every other case.
+SD_FROM_LAW = {"00059": (scipy.stats.cauchy(1, 2), 1.1, 10.0)}
+# ln(X) at t = 0: the model starts at X = 0, so ln X(0) = -inf for every trajectory, but
+# results.csv lists ln(X)-mean = 0 and sd = 0 at t = 0 (an artefact of the analytic
+# generator). The start is checked directly (X(0) = 0 exactly) and scored from t = 1 on.
+LOG_OF_ZERO_AT_START = {"00056"}
+
+
+def _distrib_ensemble(case, n_trajectories):
     network = sbml_cme.read_sbml(case.sbml)
-    result = simulate_ssa(network, case.settings.times, n_trajectories=CI_TRAJECTORIES,
-                          seed=SEED)
+    return simulate_ssa(network, case.settings.times, n_trajectories=n_trajectories,
+                        seed=SEED, method=["direct", "tree"][DISTRIB_CASES.index(case) % 2])
+
+
+def _check_distrib(case, result):
+    if case.id in MEDIAN_SCORED:
+        law = MEDIAN_SCORED[case.id]
+        median = law.median()
+        np.testing.assert_allclose(case.results["X-mean"].to_numpy(float)[1:], median)
+        values = result.states[:, :, 0] / result.network.species_scale("X", "amount")
+        assert np.all(values[:, 0] == 0)
+        z = 2 * law.pdf(median) * np.sqrt(values.shape[0]) * (
+            np.median(values[:, 1:], axis=0) - median)
+        low, high = case.settings.mean_range
+        assert np.sum(~((z > low) & (z < high))) <= MAX_OUT_OF_RANGE, np.round(z, 2)
+        return
+    if case.id in SD_FROM_LAW:
+        law, lower, upper = SD_FROM_LAW[case.id]
+        mean = law.expect(lambda x: x, lb=lower, ub=upper, conditional=True)
+        second = law.expect(lambda x: x * x, lb=lower, ub=upper, conditional=True)
+        results = case.results.copy()
+        results["X-sd"] = np.where(case.settings.times > 0, np.sqrt(second - mean**2), 0.0)
+        case = dataclasses.replace(case, results=results)
     scores = dsmts.score_ensemble(case, result)
-    assert all(s.n_out <= MAX_OUT_OF_RANGE and s.exact_mismatches == 0 for s in scores), \
+    first = 0
+    if case.id in LOG_OF_ZERO_AT_START:
+        assert np.all(result.states[:, 0, 0] == 0)
+        first = 1
+    report = f"case {case.id} ({case.synopsis}), n = {result.n_trajectories}:\n" + \
         dsmts.describe(scores)
+    for score in scores:
+        assert np.sum(score.out_of_range[first:]) <= MAX_OUT_OF_RANGE, report
+        assert not np.any(np.isinf(score.values[first:])), report
+
+
+DISTRIB_PARAMS = [pytest.param(case, id=f"{case.id}-{case.synopsis.split()[0]}")
+                  for case in DISTRIB_CASES]
+
+
+@pytest.mark.parametrize("case", DISTRIB_PARAMS)
+def test_distrib_case(case):
+    # ~50 event firings per trajectory: n = 10,000 costs ~2.5 s CPU per case (41 cases),
+    # so the default run uses n = 2,000 with the same ranges (Z and Y are standardized).
+    _check_distrib(case, _distrib_ensemble(case, CI_TRAJECTORIES))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", DISTRIB_PARAMS)
+def test_distrib_case_full(case):
+    _check_distrib(case, _distrib_ensemble(case, FULL_TRAJECTORIES))
 
 
 # -- an exact check where Y is not informative ----------------------------------------------
