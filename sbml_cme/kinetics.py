@@ -23,6 +23,7 @@ import numpy as np
 import sympy
 
 from .errors import InvalidNetworkError, UnsupportedFeatureError
+from .distributions import RandomDraw, draws_in, has_draws
 from .network import TIME, Expression, MassAction, Network
 
 # -- bytecode ---------------------------------------------------------------------------------
@@ -311,6 +312,12 @@ class KernelData(NamedTuple):
     (orders ``reactant_order``), 1 for a bytecode program ``program_start[j]:program_end[j]``.
     ``falling[j]`` selects ``(n)_m`` over ``n**m``. Net changes are CSR in ``change_*``;
     ``dependents_*`` lists, per channel, the channels to update after it fires.
+
+    Bursts: ``burst_species[j]`` is the species a firing of ``j`` adds a random B to (-1:
+    no burst; ``change_*`` hold only the fixed part), ``burst_mean[j]`` = E[B]. A finite
+    law has P(B=k) = ``burst_probability[burst_ptr[j] + k]`` (cumulative sums in
+    ``burst_cumulative``, last entry exactly 1); an empty range means geometric with
+    log q = ``burst_log_ratio[j]`` (q = b / (1 + b) > 0).
     """
 
     kind: np.ndarray
@@ -329,6 +336,12 @@ class KernelData(NamedTuple):
     ops: np.ndarray
     args: np.ndarray
     constants: np.ndarray
+    burst_species: np.ndarray
+    burst_mean: np.ndarray
+    burst_log_ratio: np.ndarray
+    burst_ptr: np.ndarray
+    burst_probability: np.ndarray
+    burst_cumulative: np.ndarray
     stack_size: int
 
 
@@ -368,6 +381,8 @@ def net_rates(data, x, p, t, n_species, rates, dxdt):
     for j in range(rates.shape[0]):
         for k in range(data.change_ptr[j], data.change_ptr[j + 1]):
             dxdt[data.change_species[k]] += data.change_amount[k] * rates[j]
+        if data.burst_species[j] >= 0:
+            dxdt[data.burst_species[j]] += data.burst_mean[j] * rates[j]
 
 
 @dataclass(frozen=True)
@@ -389,6 +404,7 @@ class CompiledNetwork:
     assignment_program: np.ndarray   # (n_assignments, 2)
     output_program: np.ndarray       # (n_outputs, 2)
     time_thresholds: np.ndarray      # times at which time-dependent triggers can change
+    random: "RandomData | None" = None  # distrib draws and clocks (simulate_ssa only)
 
     @property
     def n_species(self) -> int:
@@ -450,9 +466,33 @@ def event_assigned_parameters(network: Network) -> set[str]:
             if target in set(network.parameter_ids)}
 
 
-def compile_network(network: Network) -> CompiledNetwork:
-    """Compile ``network`` once (cached by the network's hash)."""
+def compile_network(network: Network, *, random_draws: bool = False) -> CompiledNetwork:
+    """Compile ``network`` once (cached by the network's hash).
+
+    Random draws (SBML distrib) and clock parameters (rate rules) are compiled only when
+    ``random_draws`` is True (the SSA samples them); otherwise a network that has them
+    is refused with :class:`UnsupportedFeatureError`, so no analysis silently treats a
+    draw or a clock as a constant.
+    """
+    if not random_draws:
+        refuse_randomness(network)
     return _compile_cached(network)
+
+
+def refuse_randomness(network: Network, analysis: str | None = None) -> None:
+    """Raise UnsupportedFeatureError naming the first random draw or clock parameter."""
+    hint = ("Only simulate_ssa samples SBML distrib draws and follows rate-rule clocks; "
+            "for parameter distributions use sbml_cme.analyses.noise.extrinsic_noise.")
+    for parameter_id, _ in network.parameter_distributions:
+        raise UnsupportedFeatureError("a parameter drawn from a distribution (distrib)",
+                                      parameter_id, analysis=analysis, hint=hint)
+    for parameter_id, _ in network.clocks:
+        raise UnsupportedFeatureError(f"a rate rule on variable '{parameter_id}'",
+                                      parameter_id, analysis=analysis, hint=hint)
+    for event in network.events:
+        if any(has_draws(value) for _, value in event.assignments):
+            raise UnsupportedFeatureError("a random draw (distrib) in an event assignment",
+                                          event.id, analysis=analysis, hint=hint)
 
 
 @lru_cache(maxsize=32)
@@ -460,7 +500,8 @@ def _compile_cached(network: Network) -> CompiledNetwork:
     species_index = dict(network.species_index)
     parameter_index = {pid: i for i, pid in enumerate(network.parameter_ids)}
     assembler = _Assembler(species_index, parameter_index)
-    variable_parameters = {sympy.Symbol(p) for p in event_assigned_parameters(network)}
+    variable_parameters = {sympy.Symbol(p) for p in event_assigned_parameters(network)} | {
+        sympy.Symbol(p) for p, _ in network.parameter_distributions}
     parameter_values = {sympy.Symbol(p.id): p.value for p in network.parameters}
 
     n_channels = len(network.reactions)
@@ -503,18 +544,22 @@ def _compile_cached(network: Network) -> CompiledNetwork:
         change_amount.extend(stoichiometry[rows, j].tolist())
         change_ptr.append(len(change_species))
 
+    bursts = _burst_arrays(network)
     readers: dict[int, list[int]] = {}
     for j, species_read in enumerate(reads):
         for i in species_read:
             readers.setdefault(i, []).append(j)
     dependents_ptr, dependents = [0], []
     for j in range(n_channels):
-        affected = sorted({k for i in change_species[change_ptr[j]:change_ptr[j + 1]]
-                           for k in readers.get(i, [])})
+        changed = set(change_species[change_ptr[j]:change_ptr[j + 1]])
+        if bursts["burst_species"][j] >= 0:
+            changed.add(int(bursts["burst_species"][j]))
+        affected = sorted({k for i in changed for k in readers.get(i, [])})
         dependents.extend(affected)
         dependents_ptr.append(len(dependents))
 
     events = network.events
+    random = _RandomCompiler(network, assembler, parameter_index)
     trigger = np.array([assembler.add(e.trigger, e.id) for e in events], dtype=np.int64)
     delay = np.array([assembler.add(e.delay, e.id) if e.delay is not None else (0, 0)
                       for e in events], dtype=np.int64)
@@ -528,10 +573,11 @@ def _compile_cached(network: Network) -> CompiledNetwork:
             species = target_id in species_index
             target.append(species_index[target_id] if species else parameter_index[target_id])
             is_species.append(species)
-            program.append(assembler.add(value, event.id))
+            program.append(assembler.add(random.slotted(value), event.id))
         assignment_ptr.append(len(target))
     outputs = np.array([assembler.add(o.formula, o.id) for o in network.outputs],
                        dtype=np.int64)
+    random_data = random.data(target, is_species)
     ops, args, constants = assembler.arrays()
 
     def ints(values):
@@ -544,7 +590,8 @@ def _compile_cached(network: Network) -> CompiledNetwork:
         change_ptr=ints(change_ptr), change_species=ints(change_species),
         change_amount=np.array(change_amount, dtype=np.float64),
         dependents_ptr=ints(dependents_ptr), dependents=ints(dependents),
-        ops=ops, args=args, constants=constants, stack_size=assembler.max_depth + 4)
+        ops=ops, args=args, constants=constants, **bursts,
+        stack_size=assembler.max_depth + 4)
     for array in data[:-1]:
         array.setflags(write=False)
     return CompiledNetwork(
@@ -555,7 +602,37 @@ def _compile_cached(network: Network) -> CompiledNetwork:
         assignment_is_species=np.array(is_species, dtype=np.bool_),
         assignment_program=np.array(program, dtype=np.int64).reshape(-1, 2),
         output_program=outputs.reshape(-1, 2),
-        time_thresholds=_time_thresholds(network, parameter_values))
+        time_thresholds=_time_thresholds(network, parameter_values), random=random_data)
+
+
+def _burst_arrays(network: Network) -> dict[str, np.ndarray]:
+    """The ``burst_*`` fields of :class:`KernelData` (see there)."""
+    n_channels = len(network.reactions)
+    species = np.full(n_channels, -1, dtype=np.int64)
+    mean = np.zeros(n_channels)
+    log_ratio = np.zeros(n_channels)
+    pointer = [0]
+    probability: list[float] = []
+    cumulative: list[float] = []
+    for j, reaction in enumerate(network.reactions):
+        burst = reaction.burst
+        if burst is not None:
+            species[j] = network.species_index[burst.species]
+            mean[j] = burst.mean
+            if burst.distribution == "geometric" and burst.mean_size > 0:
+                log_ratio[j] = math.log(burst.ratio)
+            else:  # a finite table (a geometric law of mean 0 is B = 0)
+                table = np.array(burst.probabilities if burst.distribution == "finite"
+                                 else [1.0])
+                sums = np.cumsum(table)
+                sums[-1] = 1.0  # so a uniform u in (0, 1] always finds its size
+                probability.extend(table.tolist())
+                cumulative.extend(sums.tolist())
+        pointer.append(len(probability))
+    return {"burst_species": species, "burst_mean": mean, "burst_log_ratio": log_ratio,
+            "burst_ptr": np.array(pointer, dtype=np.int64),
+            "burst_probability": np.array(probability or [0.0]),
+            "burst_cumulative": np.array(cumulative or [0.0])}
 
 
 def _time_thresholds(network: Network, parameter_values: dict) -> np.ndarray:
@@ -598,3 +675,150 @@ def _is_time_threshold(relation, fixed_parameters: set[str]) -> bool:
     if not difference.is_polynomial(TIME) or sympy.degree(difference, TIME) != 1:
         return False
     return all(s == TIME or s.name in fixed_parameters for s in difference.free_symbols)
+
+
+# -- random draws and clocks (simulate_ssa) ------------------------------------------------------
+class RandomData(NamedTuple):
+    """SBML distrib draws, clock parameters and clock crossings, for the SSA kernel.
+
+    Draw d samples distribution ``draw_code[d]`` (``sbml_cme.distributions``) with
+    ``draw_n_parameters[d]`` parameters and, if ``draw_truncated[d]``, two bounds; argument
+    k is program ``draw_argument[d, k]`` (start, end). The value is stored in the parameter
+    slot ``p[draw_slot[d]]`` (slots follow the model's parameters) that the assignment
+    programs read. Group g's draws are ``draw_ptr[g]:draw_ptr[g + 1]``: group 0 holds the
+    per-trajectory parameter draws, group 1 + e those of event e.
+
+    ``initial_target[i]`` is a parameter drawn once per trajectory, its value program
+    ``initial_program[i]``. Clock c is parameter ``clock_index[c]``, advancing at
+    ``clock_rate[c]`` per time unit. Crossing k is a trigger comparison on clock
+    ``crossing_clock[k]`` whose difference (lhs - rhs) has program
+    ``crossing_difference[k]`` and constant time derivative ``crossing_slope[k]`` between
+    state changes. ``assignment_whole[a]`` is True when assignment a sets a species that
+    takes part in reactions (whole non-negative counts); other species take any real value.
+    """
+
+    draw_code: np.ndarray
+    draw_n_parameters: np.ndarray
+    draw_truncated: np.ndarray
+    draw_argument: np.ndarray
+    draw_slot: np.ndarray
+    draw_ptr: np.ndarray
+    initial_target: np.ndarray
+    initial_program: np.ndarray
+    clock_index: np.ndarray
+    clock_rate: np.ndarray
+    crossing_clock: np.ndarray
+    crossing_difference: np.ndarray
+    crossing_slope: np.ndarray
+    assignment_whole: np.ndarray
+    n_slots: int
+
+
+class _RandomCompiler:
+    """Replaces draws by parameter slots and compiles their arguments, clocks and clock
+    crossings into the shared assembler (see :class:`RandomData`)."""
+
+    def __init__(self, network: Network, assembler: _Assembler, parameter_index: dict):
+        self.network = network
+        self.assembler = assembler
+        self.parameter_index = parameter_index
+        self.replacements: dict[RandomDraw, sympy.Symbol] = {}
+        self.draws: list[RandomDraw] = []
+        self.draw_ptr = [0]
+        self.needed = bool(network.clocks or network.parameter_distributions or any(
+            has_draws(value) for event in network.events for _, value in event.assignments))
+        for _, expression in network.parameter_distributions:
+            self._register(expression)
+        self.draw_ptr.append(len(self.draws))
+        for event in network.events:
+            for _, value in event.assignments:
+                self._register(value)
+            self.draw_ptr.append(len(self.draws))
+
+    def _register(self, expression) -> None:
+        for draw in draws_in(expression):
+            if draw in self.replacements:
+                continue
+            name = f"<draw {len(self.draws)}>"
+            self.parameter_index[name] = len(self.network.parameters) + len(self.draws)
+            self.replacements[draw] = sympy.Symbol(name)
+            self.draws.append(draw)
+
+    def slotted(self, expression):
+        """``expression`` with every draw replaced by its slot symbol."""
+        return sympy.sympify(expression).xreplace(self.replacements)
+
+    def data(self, targets: list[int], is_species: list[bool]) -> RandomData:
+        network = self.network
+        arguments = np.zeros((max(len(self.draws), 1), 4, 2), dtype=np.int64)
+        for d, draw in enumerate(self.draws):
+            for k, argument in enumerate(draw.args[1:]):
+                arguments[d, k] = self.assembler.add(self.slotted(argument), draw.sbml_name)
+        initial_program = [self.assembler.add(self.slotted(expression), pid)
+                           for pid, expression in network.parameter_distributions]
+        clock_position = {pid: c for c, (pid, _) in enumerate(network.clocks)}
+        crossing_clock, difference, slope = [], [], []
+        for event in network.events:
+            for relation in sorted(event.trigger.atoms(sympy.Rel), key=str):
+                clocks = {s.name for s in relation.free_symbols} & set(clock_position)
+                if not clocks:
+                    continue
+                clock, lhs_minus_rhs, rate_of_change = _clock_crossing(
+                    relation, clocks, dict(network.clocks), event.id)
+                crossing_clock.append(clock_position[clock])
+                difference.append(self.assembler.add(lhs_minus_rhs, event.id))
+                slope.append(self.assembler.add(rate_of_change, event.id))
+        whole = _whole_species(network)
+        assignment_whole = [bool(species and network.species_ids[target] in whole)
+                            for target, species in zip(targets, is_species)]
+        return RandomData(
+            draw_code=np.array([d.code for d in self.draws], dtype=np.int64),
+            draw_n_parameters=np.array([len(d.parameter_names) for d in self.draws],
+                                       dtype=np.int64),
+            draw_truncated=np.array([d.bounds is not None for d in self.draws],
+                                    dtype=np.bool_),
+            draw_argument=arguments,
+            draw_slot=np.array([len(network.parameters) + d for d in range(len(self.draws))],
+                               dtype=np.int64),
+            draw_ptr=np.array(self.draw_ptr, dtype=np.int64),
+            initial_target=np.array([self.parameter_index[pid] for pid, _ in
+                                     network.parameter_distributions], dtype=np.int64),
+            initial_program=np.array(initial_program, dtype=np.int64).reshape(-1, 2),
+            clock_index=np.array([self.parameter_index[pid] for pid, _ in network.clocks],
+                                 dtype=np.int64),
+            clock_rate=np.array([rate for _, rate in network.clocks], dtype=np.float64),
+            crossing_clock=np.array(crossing_clock, dtype=np.int64),
+            crossing_difference=np.array(difference, dtype=np.int64).reshape(-1, 2),
+            crossing_slope=np.array(slope, dtype=np.int64).reshape(-1, 2),
+            assignment_whole=np.array(assignment_whole, dtype=np.bool_),
+            n_slots=len(self.draws))
+
+
+def _clock_crossing(relation, clocks: set[str], rates: dict[str, float], owner: str):
+    """(clock, lhs - rhs, its time derivative) of a trigger comparison on one clock;
+    refuses comparisons the SSA cannot time exactly."""
+    difference = sympy.expand(relation.lhs - relation.rhs)
+    clock = sympy.Symbol(next(iter(clocks)))
+    coefficient = sympy.diff(difference, clock)
+    others = {s.name for s in coefficient.free_symbols} | {
+        s.name for s in difference.free_symbols if s == TIME}
+    if len(clocks) > 1 or TIME in difference.free_symbols or others & set(rates) or \
+            coefficient.has(RandomDraw):
+        raise UnsupportedFeatureError(
+            f"an event trigger comparison '{relation}' that is not linear in one rate-rule "
+            "parameter", owner, analysis="simulate_ssa",
+            hint="Compare one rate-rule parameter (times a constant) with a value that "
+                 "changes only at events or reactions.")
+    return clock.name, difference, coefficient * rates[clock.name]
+
+
+def _whole_species(network: Network) -> set[str]:
+    """Species that reactions change or read: they hold whole non-negative counts."""
+    whole = set()
+    for reaction in network.reactions:
+        whole |= {s for s, _ in reaction.reactants + reaction.products}
+        whole |= {s.name for s in reaction.rate_law.propensity().free_symbols}
+        burst = getattr(reaction, "burst", None)
+        if burst is not None:
+            whole.add(burst.species)
+    return whole & set(network.species_ids)

@@ -159,9 +159,130 @@ class Conversion:
     molecules_per_unit: float = 1.0
 
 
+#: Burst-size laws known to :class:`Burst`.
+BURST_DISTRIBUTIONS = ("geometric", "finite")
+
+
+@dataclass(frozen=True)
+class Burst:
+    """A random number B of molecules of one species made each time a channel fires.
+
+    ``distribution="geometric"``: P(B = k) = (1 - q) q^k on k = 0, 1, 2, ... with mean
+    ``mean_size`` = b and q = b / (1 + b). ``distribution="finite"``: P(B = k) =
+    ``probabilities[k]`` for k = 0..K (they must sum to 1 within 1e-9; a table off by
+    more than round-off, 1e-12, is divided by its sum; trailing zeros are dropped). Build
+    with :meth:`geometric` / :meth:`finite` or :meth:`Network.with_burst`.
+    """
+
+    species: str
+    distribution: str
+    mean_size: float | None = None
+    probabilities: tuple[float, ...] | None = None
+
+    def __post_init__(self):
+        if self.distribution == "geometric":
+            mean = self.mean_size
+            if self.probabilities is not None or mean is None or not (
+                    np.isfinite(mean) and mean >= 0):
+                raise InvalidNetworkError(
+                    f"a geometric burst of '{self.species}' needs a finite mean size >= 0 "
+                    f"(and no probabilities), got mean_size={mean!r}")
+            object.__setattr__(self, "mean_size", float(mean))
+        elif self.distribution == "finite":
+            values = np.asarray(self.probabilities if self.probabilities is not None else [],
+                                dtype=float)
+            if (self.mean_size is not None or values.ndim != 1 or not len(values)
+                    or not np.all(np.isfinite(values)) or np.any(values < 0)
+                    or abs(values.sum() - 1.0) > 1e-9):
+                raise InvalidNetworkError(
+                    f"a finite burst of '{self.species}' needs probabilities P(B=0..K) that "
+                    f"are >= 0 and sum to 1, got {self.probabilities!r}")
+            if abs(values.sum() - 1.0) > 1e-12:  # beyond round-off: normalise (once:
+                values = values / values.sum()   # a normalised table is kept as it is)
+            last = int(np.flatnonzero(values > 0)[-1])
+            object.__setattr__(self, "probabilities", tuple(float(v) for v in values[:last + 1]))
+        else:
+            raise InvalidNetworkError(f"burst distribution must be one of "
+                                      f"{BURST_DISTRIBUTIONS}, got {self.distribution!r}")
+
+    @classmethod
+    def geometric(cls, species: str, mean: float) -> "Burst":
+        """Geometric burst size on {0, 1, 2, ...} with mean ``mean``."""
+        return cls(species, "geometric", mean_size=mean)
+
+    @classmethod
+    def finite(cls, species: str, probabilities) -> "Burst":
+        """Burst size k with probability ``probabilities[k]``, k = 0..K."""
+        return cls(species, "finite", probabilities=tuple(float(v) for v in probabilities))
+
+    @property
+    def ratio(self) -> float:
+        """q = b / (1 + b) of a geometric burst (0 for a finite one)."""
+        return self.mean_size / (1.0 + self.mean_size) if self.distribution == "geometric" \
+            else 0.0
+
+    @property
+    def max_size(self) -> int | None:
+        """Largest possible burst size K (``None``: unbounded, geometric with b > 0)."""
+        if self.distribution == "finite":
+            return len(self.probabilities) - 1
+        return None if self.mean_size > 0 else 0
+
+    @property
+    def mean(self) -> float:
+        """E[B], molecules per firing."""
+        if self.distribution == "geometric":
+            return self.mean_size
+        return float(np.arange(len(self.probabilities)) @ np.array(self.probabilities))
+
+    @property
+    def second_moment(self) -> float:
+        """E[B^2]; for the geometric law b + 2 b^2."""
+        if self.distribution == "geometric":
+            return self.mean_size + 2.0 * self.mean_size ** 2
+        return float(np.arange(len(self.probabilities)) ** 2 @ np.array(self.probabilities))
+
+    @property
+    def variance(self) -> float:
+        """Var[B]; for the geometric law b (1 + b)."""
+        if self.distribution == "geometric":
+            return self.mean_size * (1.0 + self.mean_size)
+        return max(self.second_moment - self.mean ** 2, 0.0)
+
+    def pmf(self, sizes) -> np.ndarray:
+        """P(B = k) for integer ``sizes`` (any shape); 0 outside the support."""
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if self.distribution == "geometric":
+            q = self.ratio
+            return np.where(sizes >= 0, (1.0 - q) * q ** np.maximum(sizes, 0).astype(float),
+                            0.0)
+        table = np.concatenate([np.array(self.probabilities), [0.0]])
+        return table[np.where((sizes >= 0) & (sizes < len(table) - 1), sizes, len(table) - 1)]
+
+    def tail(self, sizes) -> np.ndarray:
+        """P(B > k) for integer ``sizes`` (any shape), computed directly (no 1 - cdf)."""
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if self.distribution == "geometric":
+            return np.where(sizes >= 0, self.ratio ** (np.maximum(sizes, 0) + 1.0), 1.0)
+        reverse = np.concatenate([np.cumsum(np.array(self.probabilities)[::-1])[::-1][1:],
+                                  [0.0]])
+        return np.where(sizes < 0, 1.0, reverse[np.clip(sizes, 0, len(reverse) - 1)])
+
+    def describe(self) -> str:
+        """Short text, e.g. ``geometric(mean 5)``."""
+        if self.distribution == "geometric":
+            return f"geometric(mean {self.mean_size:g})"
+        return f"finite(P(B=0..{len(self.probabilities) - 1}), mean {self.mean:g})"
+
+
 @dataclass(frozen=True)
 class Reaction:
-    """One stochastic reaction channel (a reversible SBML reaction may give two)."""
+    """One stochastic reaction channel (a reversible SBML reaction may give two).
+
+    ``burst``: when set, each firing also adds a random number B of molecules of
+    ``burst.species`` (drawn afresh per firing), on top of ``products`` (which then do
+    not list that species; see :meth:`Network.with_burst`).
+    """
 
     id: str
     reactants: tuple[tuple[str, int], ...]
@@ -169,6 +290,7 @@ class Reaction:
     rate_law: RateLaw
     sbml_id: str = ""
     conversion: Conversion | None = None
+    burst: Burst | None = None
 
     def net_change(self) -> dict[str, int]:
         """Net change of each species' count when the channel fires once."""
@@ -234,6 +356,13 @@ class Network:
     #: The SBML text the network was read from (for annotated output), and the options.
     source_sbml: str = field(default="", compare=False, repr=False)
     read_options: tuple = field(default=(), compare=False, repr=False)
+    #: Parameters that advance with time at a constant rate (SBML rate rules
+    #: ``d(parameter)/dt = rate``): ``(parameter id, rate per time unit)``.
+    clocks: tuple[tuple[str, float], ...] = ()
+    #: Parameters drawn at random once per realisation (SBML distrib initial
+    #: assignments): ``(parameter id, expression with RandomDraw)``; the parameter's
+    #: ``value`` is the law's nominal value (mean, or median when the mean is undefined).
+    parameter_distributions: tuple[tuple[str, sympy.Basic], ...] = ()
 
     def __post_init__(self):
         species_ids = [s.id for s in self.species]
@@ -249,6 +378,13 @@ class Network:
                     raise InvalidNetworkError(
                         f"reaction '{reaction.id}': stoichiometry of '{species_id}' "
                         f"must be a positive integer, got {count}")
+            if reaction.burst is not None:
+                _check_burst(reaction, known, {s.id for s in self.species if s.fixed})
+        parameter_ids = {p.id for p in self.parameters}
+        for parameter_id, _ in self.clocks + self.parameter_distributions:
+            if parameter_id not in parameter_ids:
+                raise InvalidNetworkError(f"clock or parameter distribution of unknown "
+                                          f"parameter '{parameter_id}'")
         for s in self.species:
             if not np.isfinite(s.initial_count) or s.initial_count < 0:
                 raise InvalidNetworkError(
@@ -309,7 +445,8 @@ class Network:
     def stoichiometry(self) -> np.ndarray:
         """Net change in counts per firing, shape (n_species, n_reactions), read-only.
 
-        Rows of boundary and constant species are zero.
+        Rows of boundary and constant species are zero. A burst channel's random burst
+        is *not* included (only its fixed part); see :attr:`mean_stoichiometry`.
         """
         net = self.product_stoichiometry - self.reactant_stoichiometry
         for i, s in enumerate(self.species):
@@ -317,6 +454,39 @@ class Network:
                 net[i, :] = 0
         net.setflags(write=False)
         return net
+
+    # -- bursts ----------------------------------------------------------------------
+    @cached_property
+    def bursts(self) -> Mapping[str, Burst]:
+        """Burst declarations by channel id (empty when the network has none)."""
+        return {r.id: r.burst for r in self.reactions if r.burst is not None}
+
+    @cached_property
+    def mean_stoichiometry(self) -> np.ndarray:
+        """Mean change per firing, shape (n_species, n_reactions), float, read-only:
+        :attr:`stoichiometry` plus E[B] for each burst. Equal to it without bursts."""
+        mean = self.stoichiometry.astype(float)
+        for j, reaction in enumerate(self.reactions):
+            if reaction.burst is not None:
+                mean[self.species_index[reaction.burst.species], j] += reaction.burst.mean
+        mean.setflags(write=False)
+        return mean
+
+    @cached_property
+    def jump_span(self) -> np.ndarray:
+        """Columns spanning every possible jump, shape (n_species, n_reactions + n_bursts),
+        float, read-only: :attr:`mean_stoichiometry` then the unit vector of each burst's
+        species. Conservation laws of a bursty network are the w >= 0 with w^T (this) = 0.
+        """
+        columns = [self.mean_stoichiometry]
+        for reaction in self.reactions:
+            if reaction.burst is not None:
+                unit = np.zeros((len(self.species), 1))
+                unit[self.species_index[reaction.burst.species], 0] = 1.0
+                columns.append(unit)
+        span = np.hstack(columns)
+        span.setflags(write=False)
+        return span
 
     # -- expressions -------------------------------------------------------------
     def propensities(self) -> tuple[sympy.Expr, ...]:
@@ -359,6 +529,37 @@ class Network:
         parameters = tuple(dataclasses.replace(p, value=float(values[p.id]))
                            if p.id in values else p for p in self.parameters)
         return dataclasses.replace(self, parameters=parameters)
+
+    def with_burst(self, reaction_id: str, species_id: str, *, mean: float | None = None,
+                   distribution=None) -> "Network":
+        """A new network in which channel ``reaction_id`` makes a random burst of
+        ``species_id``.
+
+        Exactly one of ``mean`` (geometric burst size on {0, 1, 2, ...} with that mean:
+        P(B=k) = (1-q) q^k, q = mean / (1 + mean)) or ``distribution`` (P(B=k) for
+        k = 0..K, summing to 1) must be given. The burst *replaces* the channel's product
+        stoichiometry of ``species_id``: every firing removes the reactants as before,
+        makes the other products as before, and adds B molecules of ``species_id``
+        (B drawn afresh per firing; B = 0 is allowed). Any product term of
+        ``species_id`` is dropped, so ``0 -> X`` with a burst of mean b makes B molecules
+        per firing, not 1 + B; reactant terms of ``species_id`` stay. A burst already on
+        the channel is replaced.
+        """
+        if reaction_id not in self.reaction_ids:
+            raise OptionsError(f"unknown reaction channel {reaction_id!r}; known: "
+                               f"{list(self.reaction_ids)}")
+        if species_id not in self.species_index:
+            raise OptionsError(f"unknown species {species_id!r}")
+        if (mean is None) == (distribution is None):
+            raise OptionsError("with_burst needs exactly one of mean= (geometric) or "
+                               "distribution= (P(B=0..K))")
+        burst = (Burst.geometric(species_id, mean) if mean is not None
+                 else Burst.finite(species_id, distribution))
+        reactions = tuple(
+            dataclasses.replace(r, burst=burst,
+                                products=tuple(p for p in r.products if p[0] != species_id))
+            if r.id == reaction_id else r for r in self.reactions)
+        return dataclasses.replace(self, reactions=reactions)
 
     def with_initial_counts(self, **counts: float) -> "Network":
         """A new network with some initial molecule counts replaced."""
@@ -446,4 +647,25 @@ def _show(expression: sympy.Expr) -> str:
 def _equation(reaction: Reaction) -> str:
     def side(terms):
         return " + ".join(f"{n} {s}" if n != 1 else s for s, n in terms) or "0"
-    return f"{side(reaction.reactants)} -> {side(reaction.products)}"
+    products = side(reaction.products)
+    if reaction.burst is not None:
+        burst = f"B {reaction.burst.species}, B ~ {reaction.burst.describe()}"
+        products = burst if products == "0" else f"{products} + {burst}"
+    return f"{side(reaction.reactants)} -> {products}"
+
+
+def _check_burst(reaction: Reaction, known: set[str], fixed: set[str]) -> None:
+    burst = reaction.burst
+    if not isinstance(burst, Burst):
+        raise InvalidNetworkError(f"reaction '{reaction.id}': burst must be a Burst")
+    if burst.species not in known:
+        raise InvalidNetworkError(
+            f"reaction '{reaction.id}' bursts the unknown species '{burst.species}'")
+    if burst.species in fixed:
+        raise InvalidNetworkError(
+            f"reaction '{reaction.id}' bursts '{burst.species}', a boundary or constant "
+            "species that reactions never change")
+    if any(s == burst.species for s, _ in reaction.products):
+        raise InvalidNetworkError(
+            f"reaction '{reaction.id}' lists '{burst.species}' both as a product and as its "
+            "burst species; the burst replaces the product term (use Network.with_burst)")

@@ -31,33 +31,39 @@ from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_trigg
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
-from .ensemble import DASK_BLOCK, block_bounds, concatenate, map_blocks, thread_count
+from .draws import _xoshiro, sample
+from .ensemble import (block_bounds, concatenate, dask_blocks, map_blocks,
+                       task_may_use_parallel_kernel, thread_count)
 
 METHODS = {"direct": 0, "tree": 1}
 
 # Status codes returned by the kernel.
 _OK, _NEGATIVE_PROPENSITY, _NEGATIVE_COUNT, _EVENT_LOOP, _QUEUE_FULL, _BAD_ASSIGNMENT = range(6)
+_BAD_DRAW = 16  # a distrib draw got invalid parameters or impossible truncation bounds
 _PENDING_CAPACITY = 256
 _BLOCK = 64  # trajectories per parallel block (progress and scale-out granularity)
 
 
-# -- random numbers: xoshiro256+ ----------------------------------------------------------
-@numba.njit(cache=True, inline="always")
-def _xoshiro(s0, s1, s2, s3):
-    """One xoshiro256+ step: a uniform double in (0, 1] and the advanced state.
+# -- random numbers: xoshiro256+ (sbml_cme.analyses.draws) --------------------------------
+@numba.njit(cache=True)
+def _burst_size(data, j, u):
+    """Burst size of channel ``j`` from one uniform ``u`` in (0, 1], by inversion.
 
-    The state is four uint64 scalars, so the hot loop keeps it in registers (passing
-    the state array to a function per draw costs atomic reference-count updates)."""
-    result = s0 + s3
-    t = s1 << np.uint64(17)
-    s2 ^= s0
-    s3 ^= s1
-    s1 ^= s2
-    s0 ^= s3
-    s2 ^= t
-    s3 = (s3 << np.uint64(45)) | (s3 >> np.uint64(19))
-    u = ((result >> np.uint64(11)) + np.uint64(1)) * (1.0 / 9007199254740992.0)
-    return u, s0, s1, s2, s3
+    Geometric: B = floor(log u / log q), so P(B >= k) = P(u <= q^k) = q^k. Finite:
+    the smallest k with u <= C_k (binary search of the cumulative table)."""
+    start = data.burst_ptr[j]
+    end = data.burst_ptr[j + 1]
+    if start == end:
+        return math.floor(math.log(u) / data.burst_log_ratio[j])
+    lo = start
+    hi = end - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if u <= data.burst_cumulative[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return float(lo - start)
 
 
 # -- events ---------------------------------------------------------------------------------
@@ -69,10 +75,15 @@ def _evaluate(data, bounds, index, x, p, t, stack):
 
 @numba.njit(cache=True)
 def _apply_assignments(data, event, values, assignment_ptr, assignment_target,
-                       assignment_is_species, x, p):
+                       assignment_is_species, x, p, assignment_whole):
     for k in range(assignment_ptr[event], assignment_ptr[event + 1]):
         value = values[k - assignment_ptr[event]]
-        if assignment_is_species[k]:
+        if assignment_is_species[k] and not assignment_whole[k]:
+            # A species in no reaction holds any real value (e.g. a distrib draw).
+            if value != value:
+                return _BAD_ASSIGNMENT
+            x[assignment_target[k]] = value
+        elif assignment_is_species[k]:
             count = math.floor(value + 0.5)
             if not (count >= 0.0):
                 return _BAD_ASSIGNMENT
@@ -83,10 +94,93 @@ def _apply_assignments(data, event, values, assignment_ptr, assignment_target,
 
 
 @numba.njit(cache=True)
+def _draw_group(data, random, group, x, p, t, stack, state):
+    """Sample the distrib draws of ``group`` (0: parameters, 1 + e: event e) into their
+    parameter slots, from the trajectory's stream ``state``."""
+    if random.draw_ptr[group] == random.draw_ptr[group + 1]:
+        return _OK
+    arguments = np.zeros(4)
+    for d in range(random.draw_ptr[group], random.draw_ptr[group + 1]):
+        n_parameters = random.draw_n_parameters[d]
+        truncated = random.draw_truncated[d]
+        for k in range(n_parameters + (2 if truncated else 0)):
+            arguments[k] = run_program(data.ops, data.args, data.constants,
+                                       random.draw_argument[d, k, 0],
+                                       random.draw_argument[d, k, 1], x, p, t, stack)
+        value = sample(random.draw_code[d], n_parameters, arguments, truncated, state)
+        if value != value:
+            return _BAD_DRAW
+        p[random.draw_slot[d]] = value
+    return _OK
+
+
+@numba.njit(cache=True)
+def _draw_parameters(data, random, x, p, t, stack, state):
+    """Draw the per-trajectory parameters (distrib initial assignments)."""
+    status = _draw_group(data, random, 0, x, p, t, stack, state)
+    if status != _OK:
+        return status
+    for i in range(random.initial_target.shape[0]):
+        p[random.initial_target[i]] = run_program(
+            data.ops, data.args, data.constants, random.initial_program[i, 0],
+            random.initial_program[i, 1], x, p, t, stack)
+    return _OK
+
+
+@numba.njit(cache=True)
+def _advance_clocks(random, p, elapsed):
+    """Clock parameters (rate rules) advance by rate * elapsed."""
+    for c in range(random.clock_index.shape[0]):
+        p[random.clock_index[c]] += random.clock_rate[c] * elapsed
+
+
+@numba.njit(cache=True)
+def _next_crossing(data, random, x, p, t, stack):
+    """(time, index) of the next trigger comparison on a clock to reach zero, if the
+    state does not change before: difference + slope * (time - t) = 0."""
+    best = math.inf
+    which = -1
+    for k in range(random.crossing_clock.shape[0]):
+        difference = run_program(data.ops, data.args, data.constants,
+                                 random.crossing_difference[k, 0],
+                                 random.crossing_difference[k, 1], x, p, t, stack)
+        slope = run_program(data.ops, data.args, data.constants, random.crossing_slope[k, 0],
+                            random.crossing_slope[k, 1], x, p, t, stack)
+        if slope != 0.0:
+            wait = -difference / slope
+            if wait > 0.0 and t + wait < best:
+                best = t + wait
+                which = k
+    return best, which
+
+
+@numba.njit(cache=True)
+def _reach_crossing(data, random, k, x, p, t, stack):
+    """Round-off guard at a clock crossing: move the clock by a few ulps, forward in its
+    own direction, until comparison ``k`` has strictly passed zero (so ``>=`` and ``>``
+    alike see the crossing)."""
+    c = random.crossing_clock[k]
+    index = random.clock_index[c]
+    step = max(abs(p[index]), 1.0) * 2.0 ** -52
+    if random.clock_rate[c] < 0.0:
+        step = -step
+    for _ in range(64):
+        difference = run_program(data.ops, data.args, data.constants,
+                                 random.crossing_difference[k, 0],
+                                 random.crossing_difference[k, 1], x, p, t, stack)
+        slope = run_program(data.ops, data.args, data.constants, random.crossing_slope[k, 0],
+                            random.crossing_slope[k, 1], x, p, t, stack)
+        if difference * slope > 0.0:
+            return
+        p[index] += step
+        step *= 2.0
+
+
+@numba.njit(cache=True)
 def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                     assignment_is_species, assignment_program, x, p, t, t_check,
                     trigger_state, pending_time, pending_event, pending_values, n_pending,
-                    stack, values):
+                    stack, values, random, state):
     """Fire events whose trigger turned true; execute due pending events. Returns
     (status, changed, n_pending)."""
     n_events = trigger.shape[0]
@@ -95,6 +189,10 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
         for e in range(n_events):
             now = _evaluate(data, trigger, e, x, p, t_check, stack) != 0.0
             if now and not trigger_state[e]:
+                if flags[e, 2]:  # values (and draws) from the trigger time
+                    status = _draw_group(data, random, 1 + e, x, p, t, stack, state)
+                    if status != _OK:
+                        return status, changed, n_pending
                 for k in range(assignment_ptr[e], assignment_ptr[e + 1]):
                     values[k - assignment_ptr[e]] = _evaluate(data, assignment_program, k, x,
                                                               p, t, stack)
@@ -135,6 +233,10 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
             return _OK, changed, n_pending
         e = pending_event[chosen]
         count = assignment_ptr[e + 1] - assignment_ptr[e]
+        if not flags[e, 2]:  # values (and draws) from the execution time
+            status = _draw_group(data, random, 1 + e, x, p, t, stack, state)
+            if status != _OK:
+                return status, changed, n_pending
         for k in range(count):
             if flags[e, 2]:
                 values[k] = pending_values[chosen, k]
@@ -147,7 +249,7 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
             pending_values[i] = pending_values[i + 1]
         n_pending -= 1
         status = _apply_assignments(data, e, values, assignment_ptr, assignment_target,
-                                    assignment_is_species, x, p)
+                                    assignment_is_species, x, p, random.assignment_whole)
         if status != _OK:
             return status, changed, n_pending
         changed = True
@@ -181,7 +283,7 @@ def _record(data, output_program, x, p, t, row):
 
 @numba.njit(cache=True)
 def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                assignment_is_species, assignment_program, output_program, thresholds,
+                assignment_is_species, assignment_program, output_program, thresholds, random,
                 x0, p0, times, state, use_tree, out):
     """Simulate one trajectory; fills ``out`` (n_times, n_species + n_outputs).
 
@@ -214,11 +316,16 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     threshold_index = 0
     while threshold_index < thresholds.shape[0] and thresholds[threshold_index] < t:
         threshold_index += 1
+    if random.initial_target.shape[0] > 0:
+        status = _draw_parameters(data, random, x, p, t, stack, state)
+        if status != _OK:
+            return status, n_fired, -1, t
+    n_crossings = random.crossing_clock.shape[0]
     if n_events > 0:
         status, changed, n_pending = _process_events(
             data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
             assignment_is_species, assignment_program, x, p, t, t, trigger_state,
-            pending_time, pending_event, pending_values, n_pending, stack, values)
+            pending_time, pending_event, pending_values, n_pending, stack, values, random, state)
         if status != _OK:
             return status, n_fired, -1, t
     bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
@@ -244,7 +351,11 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     change_amount = data.change_amount
     dependents_ptr = data.dependents_ptr
     dependents = data.dependents
+    burst_species = data.burst_species
     n_thresholds = thresholds.shape[0]
+    clock_index = random.clock_index
+    clock_rate = random.clock_rate
+    n_clocks = clock_index.shape[0]
     s0 = state[0]
     s1 = state[1]
     s2 = state[2]
@@ -273,12 +384,22 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             t_discrete = thresholds[threshold_index]
         for i in range(n_pending):
             t_discrete = min(t_discrete, pending_time[i])
+        crossing = -1
+        if n_crossings > 0:
+            t_crossing, crossing = _next_crossing(data, random, x, p, t, stack)
+            if t_crossing < t_discrete:
+                t_discrete = t_crossing
+            else:
+                crossing = -1
         if t_discrete <= t_next and t_discrete <= t_end:
             # Memoryless: advance to the discrete time and discard the sampled tau.
             while k < n_times and times[k] < t_discrete:
                 _record(data, output_program, x, p, times[k], out[k])
                 k += 1
+            _advance_clocks(random, p, t_discrete - t)
             t = t_discrete
+            if crossing >= 0:
+                _reach_crossing(data, random, crossing, x, p, t, stack)
             while threshold_index < thresholds.shape[0] and thresholds[threshold_index] <= t:
                 threshold_index += 1
             for t_check in (t, np.nextafter(t, math.inf)):
@@ -286,9 +407,13 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
                     data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                     assignment_is_species, assignment_program, x, p, t, t_check,
                     trigger_state, pending_time, pending_event, pending_values, n_pending,
-                    stack, values)
+                    stack, values, random, state)
                 if status != _OK:
                     return status, n_fired, -1, t
+            s0 = state[0]  # event assignments may have drawn from the stream
+            s1 = state[1]
+            s2 = state[2]
+            s3 = state[3]
             bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
             if bad >= 0:
                 return _NEGATIVE_PROPENSITY, n_fired, bad, t
@@ -304,6 +429,8 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
         while k < n_times and times[k] < t_next:
             _record(data, output_program, x, p, times[k], out[k])
             k += 1
+        for c in range(n_clocks):  # = _advance_clocks(random, p, t_next - t), inlined
+            p[clock_index[c]] += clock_rate[c] * (t_next - t)
         t = t_next
         u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
         state[0] = s0
@@ -337,6 +464,13 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             x[species] += change_amount[q]
             if x[species] < 0.0:
                 return _NEGATIVE_COUNT, n_fired, j, t
+        if burst_species[j] >= 0:
+            u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+            state[0] = s0
+            state[1] = s1
+            state[2] = s2
+            state[3] = s3
+            x[burst_species[j]] += _burst_size(data, j, u)
         n_fired += 1
         for q in range(dependents_ptr[j], dependents_ptr[j + 1]):
             d = dependents[q]
@@ -369,9 +503,13 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             status, changed, n_pending = _process_events(
                 data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                 assignment_is_species, assignment_program, x, p, t, t, trigger_state,
-                pending_time, pending_event, pending_values, n_pending, stack, values)
+                pending_time, pending_event, pending_values, n_pending, stack, values, random, state)
             if status != _OK:
                 return status, n_fired, -1, t
+            s0 = state[0]  # event assignments may have drawn from the stream
+            s1 = state[1]
+            s2 = state[2]
+            s3 = state[3]
             if changed:
                 bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
                 if bad >= 0:
@@ -379,21 +517,45 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     return _OK, n_fired, -1, t
 
 
+@numba.njit(cache=True)
+def _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                    assignment_is_species, assignment_program, output_program, thresholds, random,
+                    x0, p0, times, states, use_tree, out, report, i):
+    """Trajectory ``i`` of a block into ``out[i]``; ``report[i]`` gets (status, n_fired,
+    failing index, failure time)."""
+    status, fired, index, when = _trajectory(
+        data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+        assignment_is_species, assignment_program, output_program, thresholds, random,
+        x0, p0, times, states[i], use_tree, out[i])
+    report[i, 0] = status
+    report[i, 1] = fired
+    report[i, 2] = index
+    report[i, 3] = when
+
+
 @numba.njit(cache=True, parallel=True)
 def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-              assignment_is_species, assignment_program, output_program, thresholds,
+              assignment_is_species, assignment_program, output_program, thresholds, random,
               x0, p0, times, states, use_tree, out, report):
-    """Run ``states.shape[0]`` trajectories in parallel; ``report`` (n, 4) gets
-    (status, n_fired, failing index, failure time) per trajectory."""
+    """Run ``states.shape[0]`` trajectories in parallel (see :func:`_run_trajectory`)."""
     for i in prange(states.shape[0]):
-        status, fired, index, when = _trajectory(
-            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-            assignment_is_species, assignment_program, output_program, thresholds,
-            x0, p0, times, states[i], use_tree, out[i])
-        report[i, 0] = status
-        report[i, 1] = fired
-        report[i, 2] = index
-        report[i, 3] = when
+        _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
+                        assignment_target, assignment_is_species, assignment_program,
+                        output_program, thresholds, random, x0, p0, times, states, use_tree, out,
+                        report, i)
+
+
+@numba.njit(cache=True)
+def _ensemble_serial(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                     assignment_is_species, assignment_program, output_program, thresholds, random,
+                     x0, p0, times, states, use_tree, out, report):
+    """:func:`_ensemble` on the calling thread only, for Dask tasks where numba's threading
+    layer is not thread-safe (see ``ensemble.task_may_use_parallel_kernel``)."""
+    for i in range(states.shape[0]):
+        _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
+                        assignment_target, assignment_is_species, assignment_program,
+                        output_program, thresholds, random, x0, p0, times, states, use_tree, out,
+                        report, i)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -407,6 +569,22 @@ def check_ssa_support(network: Network) -> None:
             hint="Exact SSA needs propensities that change only when the state does; use "
                  "simulate_deterministic, or model the time dependence with events.")
     check_time_in_triggers(network, "simulate_ssa")
+    check_clock_readers(network)
+
+
+def check_clock_readers(network: Network) -> None:
+    """Refuse propensities and rule outputs that read a clock parameter (a rate rule):
+    they would change between reaction events, which the SSA cannot follow exactly."""
+    clocks = {pid for pid, _ in network.clocks}
+    readers = [(r.id, r.rate_law.propensity()) for r in network.reactions] + [
+        (o.id, o.formula) for o in network.outputs]
+    for element, expression in readers:
+        read = clocks & {s.name for s in expression.free_symbols}
+        if read:
+            raise UnsupportedFeatureError(
+                f"a kinetic law or assignment rule that reads the rate-rule parameter "
+                f"'{sorted(read)[0]}'", element, analysis="simulate_ssa",
+                hint="Rate-rule parameters may appear in event triggers and assignments only.")
 
 
 def whole_initial_counts(network: Network) -> np.ndarray:
@@ -466,7 +644,7 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     if not (isinstance(n_trajectories, (int, np.integer)) and n_trajectories >= 1):
         raise OptionsError(f"n_trajectories must be a positive integer, got {n_trajectories!r}")
     check_ssa_support(network)
-    compiled = compile_network(network)
+    compiled = compile_network(network, random_draws=True)
     x0 = whole_initial_counts(network)
     started = wallclock.perf_counter()
     streams = trajectory_streams(seed, int(n_trajectories))
@@ -476,7 +654,7 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     threads = thread_count(n_jobs)
     if client is not None:
         parts = map_blocks(_ssa_task, (compiled, x0, times, METHODS[method]),
-                           [(streams[a:b],) for a, b in block_bounds(n_trajectories, DASK_BLOCK)],
+                           [(streams[a:b],) for a, b in dask_blocks(n_trajectories, client)],
                            client=client, progress=progress, description="SSA")
         out, report = concatenate(parts)
     else:
@@ -501,23 +679,33 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
 
 
 def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, streams):
-    """One Dask task: simulate the trajectories of ``streams``; returns (out, report)."""
-    numba.set_num_threads(1)  # a worker thread is the unit of parallelism on a cluster
+    """One Dask task: simulate the trajectories of ``streams`` on one worker thread (the
+    unit of parallelism on a cluster); returns (out, report)."""
     n_columns = len(compiled.network.species) + len(compiled.network.outputs)
     out = np.zeros((len(streams), len(times), n_columns))
     report = np.zeros((len(streams), 4))
-    run_block(compiled, x0, times, streams, method_code, out, report)
+    run_block(compiled, x0, times, streams, method_code, out, report,
+              parallel=task_may_use_parallel_kernel())
     return out, report
 
 
-def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report):
-    """Run trajectories with the given streams into ``out``/``report`` (views)."""
-    _ensemble(compiled.data, compiled.event_trigger, compiled.event_delay,
-              compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
-              compiled.assignment_target, compiled.assignment_is_species,
-              compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
-              x0, compiled.parameter_vector(), times, streams.copy(), bool(method_code), out,
-              report)
+def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report,
+              parallel: bool = True):
+    """Run trajectories with the given streams into ``out``/``report`` (views); on
+    numba's threads, or on the calling thread only when not ``parallel``."""
+    kernel = _ensemble if parallel else _ensemble_serial
+    kernel(compiled.data, compiled.event_trigger, compiled.event_delay,
+           compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
+           compiled.assignment_target, compiled.assignment_is_species,
+           compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
+           compiled.random, x0, _parameters_with_slots(compiled), times, streams.copy(),
+           bool(method_code), out, report)
+
+
+def _parameters_with_slots(compiled: CompiledNetwork) -> np.ndarray:
+    """Parameter values followed by one slot per distrib draw, shape
+    (n_parameters + n_draws,)."""
+    return np.concatenate([compiled.parameter_vector(), np.zeros(compiled.random.n_slots)])
 
 
 def _raise_failures(network: Network, report: np.ndarray) -> None:
@@ -537,6 +725,8 @@ def _raise_failures(network: Network, report: np.ndarray) -> None:
         _EVENT_LOOP: f"events kept firing at t={when:g} (more than 10000 at one time)",
         _QUEUE_FULL: f"more than {_PENDING_CAPACITY} delayed events pending at t={when:g}",
         _BAD_ASSIGNMENT: f"an event assigned a negative or NaN count at t={when:g}",
+        _BAD_DRAW: f"a random draw (distrib) at t={when:g} got invalid parameters or "
+                   "truncation bounds that hold (almost) none of the distribution",
     }
     raise AnalysisError(f"SSA stopped in {len(failed)} of {len(report)} trajectories: "
                         f"{messages.get(status, 'unknown failure')}.")
