@@ -20,10 +20,11 @@ import libsbml
 import numpy as np
 import sympy
 
+from ..distributions import RandomDraw, has_draws
 from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, UnsupportedFeatureError
 from ..network import (AVOGADRO, TIME, Compartment, Conversion, Event, Expression, MassAction,
                        Network, Output, Parameter, Reaction, Species)
-from .mathml import FunctionDefinitions, to_sympy
+from .mathml import DELAY, FunctionDefinitions, to_sympy
 
 #: Molecules per unit for the ``substance_unit`` option.
 SUBSTANCE_UNITS = {
@@ -48,11 +49,19 @@ class ReadOptions:
     falling_factorials : bool
         Apply exact combinatorics ``(n)_m`` to mass-action laws (turn off for models
         whose laws are already propensities).
+    delays : str or None
+        ``"phases"``: a kinetic law ``C * delay(f, tau)`` becomes a chain of
+        ``delay_phases`` memoryless phases (docs/delays.md); ``None`` refuses delay().
+    delay_phases : int or None
+        Phases per delay (``delays="phases"`` only): an Erlang delay with mean tau and
+        variance tau**2 / delay_phases stands for the fixed delay tau.
     """
 
     volumes: tuple = ()
     substance_unit: str | float | None = None
     falling_factorials: bool = True
+    delays: str | None = None
+    delay_phases: int | None = None
 
 
 def read_sbml(path: str | os.PathLike, **options) -> Network:
@@ -64,7 +73,8 @@ def read_sbml(path: str | os.PathLike, **options) -> Network:
         SBML file, Level 2 Version 1 to Level 3 Version 2.
     **options
         ``volumes={"cell": 1e-15}`` (litres), ``substance_unit="item"``,
-        ``falling_factorials=True``; see :class:`ReadOptions`.
+        ``falling_factorials=True``, ``delays="phases", delay_phases=k``; see
+        :class:`ReadOptions`.
 
     Raises
     ------
@@ -89,10 +99,11 @@ def read_sbml_string(text: str, **options) -> Network:
 
 
 def _options(options: dict) -> ReadOptions:
-    unknown = set(options) - {"volumes", "substance_unit", "falling_factorials"}
+    unknown = set(options) - {"volumes", "substance_unit", "falling_factorials", "delays",
+                              "delay_phases"}
     if unknown:
         raise OptionsError(f"unknown read_sbml option(s) {sorted(unknown)}; known: volumes, "
-                           "substance_unit, falling_factorials")
+                           "substance_unit, falling_factorials, delays, delay_phases")
     volumes = options.get("volumes") or {}
     for key, value in volumes.items():
         if not (isinstance(value, (int, float)) and value > 0):
@@ -105,7 +116,28 @@ def _options(options: dict) -> ReadOptions:
     if isinstance(unit, (int, float)) and not unit > 0:
         raise OptionsError("substance_unit as a number must be positive molecules per unit")
     return ReadOptions(volumes=tuple(sorted(volumes.items())), substance_unit=unit,
-                       falling_factorials=bool(options.get("falling_factorials", True)))
+                       falling_factorials=bool(options.get("falling_factorials", True)),
+                       **_delay_options(options))
+
+
+def _delay_options(options: dict) -> dict:
+    """Checked ``delays`` and ``delay_phases`` (docs/delays.md)."""
+    delays, phases = options.get("delays"), options.get("delay_phases")
+    if delays not in (None, "phases"):
+        raise OptionsError(f"delays={delays!r} unknown; use delays='phases' (with "
+                           "delay_phases=k) or leave it out to refuse delay()")
+    if delays is None:
+        if phases is not None:
+            raise OptionsError("delay_phases needs delays='phases'")
+        return {"delays": None, "delay_phases": None}
+    from ..analyses.delays import MAX_PHASES  # noqa: PLC0415 (the chain lives in analyses)
+
+    if delays == "phases" and (isinstance(phases, bool) or not isinstance(
+            phases, (int, np.integer)) or not 1 <= phases <= MAX_PHASES):
+        raise OptionsError(f"delays='phases' needs delay_phases=k, a whole number from 1 to "
+                           f"{MAX_PHASES} (the fixed delay tau becomes an Erlang delay with "
+                           f"variance tau**2/k), got {phases!r}")
+    return {"delays": delays, "delay_phases": int(phases)}
 
 
 def _check_document(document: libsbml.SBMLDocument, source: str) -> libsbml.Model:
@@ -120,8 +152,11 @@ def _check_document(document: libsbml.SBMLDocument, source: str) -> libsbml.Mode
     packages = set()
     if document.getLevel() >= 3:
         # libsbml attaches 'l3v2extendedmath' to every L3V2 document: it is core math.
+        # distrib adds random draws (read into RandomDraw) and uncertainty annotations
+        # (no effect on the dynamics).
         packages = {document.getPlugin(i).getPackageName()
-                    for i in range(document.getNumPlugins())} - {"l3v2extendedmath"}
+                    for i in range(document.getNumPlugins())} - {"l3v2extendedmath",
+                                                                  "distrib"}
     for package in sorted(packages):
         if document.isSetPackageRequired(package) and document.getPackageRequired(package):
             raise UnsupportedFeatureError(
@@ -144,6 +179,12 @@ class _Importer:
         self.level = self.model.getLevel()
         self.functions = FunctionDefinitions(self.model)
         self.notes: list[str] = []
+        #: Reactions whose law had delay() (delays="phases"): id -> mean delay tau.
+        self.delayed: dict[str, float] = {}
+        #: Rate rules accepted as clocks: parameter id -> rate formula.
+        self.clock_rules: dict[str, sympy.Basic] = {}
+        #: Parameters drawn per realisation: id -> formula with RandomDraw (SBML symbols).
+        self.parameter_draws: dict[str, sympy.Basic] = {}
 
     # -- the whole conversion ---------------------------------------------------------
     def network(self) -> Network:
@@ -163,12 +204,15 @@ class _Importer:
         self.parameters = self._parameters()
         reactions = [channel for reaction in self.model.getListOfReactions()
                      for channel in self._channels(reaction)]
-        return Network(
+        network = Network(
             species=tuple(self.species), reactions=tuple(reactions),
             parameters=tuple(self.parameters), compartments=tuple(self.compartments.values()),
             outputs=tuple(self._outputs()), events=tuple(self._events()),
             id=self.model.getId(), name=self.model.getName(), notes=tuple(self.notes),
-            source_sbml=self.text, read_options=dataclasses.astuple(self.options))
+            source_sbml=self.text, read_options=dataclasses.astuple(self.options),
+            clocks=self._clocks(), parameter_distributions=tuple(
+                (pid, self.to_counts(formula)) for pid, formula in self.parameter_draws.items()))
+        return _with_annotated_bursts(self._delay_chains(network), self.model)
 
     def _reject_unsupported_model_constructs(self) -> None:
         for rule in self.model.getListOfRules():
@@ -178,6 +222,9 @@ class _Importer:
                                               or "algebraic rule",
                                               hint="Solve the constraint by hand into an "
                                                    "assignment rule.")
+            if rule.isRate() and self._is_clock(rule):
+                self.clock_rules[variable] = to_sympy(rule.getMath(), variable, self.functions)
+                continue
             if rule.isRate():
                 kind = "species" if self.model.getSpecies(variable) else "variable"
                 raise UnsupportedFeatureError(
@@ -205,6 +252,25 @@ class _Importer:
         if self.level >= 3 and self.model.isSetConversionFactor():
             self._require_unit_conversion_factor(self.model.getConversionFactor(),
                                                  self.model.getId())
+
+    def _is_clock(self, rule: libsbml.Rule) -> bool:
+        """A rate rule ``d(parameter)/dt = constant``: the parameter advances with time."""
+        parameter = self.model.getParameter(rule.getVariable())
+        if parameter is None or rule.getMath() is None:
+            return False
+        formula = to_sympy(rule.getMath(), rule.getVariable(), self.functions)
+        for symbol in formula.free_symbols:
+            other = self.model.getParameter(symbol.name)
+            constant_size = self.model.getCompartment(symbol.name)
+            if symbol == TIME or has_draws(formula) or not (
+                    (other is not None and other.getConstant()) or
+                    (constant_size is not None and constant_size.getConstant())):
+                return False
+        return True
+
+    def _clocks(self) -> tuple[tuple[str, float], ...]:
+        return tuple((pid, _evaluate(formula, self.values, pid))
+                     for pid, formula in self.clock_rules.items())
 
     def _require_unit_conversion_factor(self, parameter_id: str, element_id: str) -> None:
         parameter = self.model.getParameter(parameter_id)
@@ -389,7 +455,18 @@ class _Importer:
             symbol = assignment.getSymbol()
             if symbol in overridden:
                 continue
-            definitions[symbol] = to_sympy(assignment.getMath(), symbol, self.functions)
+            formula = to_sympy(assignment.getMath(), symbol, self.functions)
+            if has_draws(formula):
+                self._record_parameter_draw(symbol, formula)
+                continue
+            definitions[symbol] = formula
+        drawn = {sympy.Symbol(pid) for pid in self.parameter_draws}
+        for symbol, formula in definitions.items():
+            if formula.free_symbols & drawn:
+                raise UnsupportedFeatureError(
+                    f"an initial value that depends on the randomly drawn parameter(s) "
+                    f"{sorted(s.name for s in formula.free_symbols & drawn)}", symbol,
+                    hint="Only reactions, events and kinetic laws may read a drawn parameter.")
 
         def species_value(species) -> float | None:
             sid = species.getId()
@@ -433,12 +510,24 @@ class _Importer:
                     progress = True
             if not progress:
                 break
+        for pid, formula in self.parameter_draws.items():
+            nominal = {draw: sympy.Float(draw.nominal(values))
+                       for draw in formula.atoms(RandomDraw)}
+            values[pid] = _evaluate(formula.xreplace(nominal), values, pid)
         missing = [s for s in pending_species] + list(definitions)
         if missing:
             raise InvalidNetworkError(
                 f"cannot compute initial values of {sorted(missing)}: a compartment has no "
                 "size or an assignment depends on an unknown symbol; pass volumes={...}")
         return values
+
+    def _record_parameter_draw(self, symbol: str, formula: sympy.Basic) -> None:
+        parameter = self.model.getParameter(symbol)
+        if parameter is None:
+            raise UnsupportedFeatureError(
+                f"a random initial value (distrib) of '{symbol}', which is not a parameter",
+                symbol, hint="Draw a parameter and use it as the initial value's source.")
+        self.parameter_draws[symbol] = formula
 
     def _species(self) -> list[Species]:
         result = []
@@ -560,10 +649,99 @@ class _Importer:
             new_id = f"{rid}.{parameter.getId()}"
             local[parameter.getId()] = sympy.Symbol(new_id)
             self.parameters.append(Parameter(new_id, float(parameter.getValue())))
-        formula = to_sympy(law.getMath(), rid, self.functions, rename=local)
+        formula = to_sympy(law.getMath(), rid, self.functions, rename=local,
+                           delays=self.options.delays == "phases")
+        if formula.has(DELAY):
+            formula = self._undelayed_law(rid, formula, reactants, products)
+        if has_draws(formula):
+            raise UnsupportedFeatureError(
+                "a random draw (distrib) in a kinetic law", rid,
+                hint="Draw a parameter once (an initial assignment) or in an event instead.")
         propensity = number(self.extent_factor) * self.to_counts(formula)
         sbml_law = libsbml.formulaToL3String(law.getMath())
         return _classify(rid, sbml_law, propensity, reactants, products, self)
+
+    # -- delay() in kinetic laws (delays="phases", docs/delays.md) ------------------------
+    def _undelayed_law(self, rid: str, formula: sympy.Basic, reactants, products) -> sympy.Basic:
+        """``C * f`` for a law ``C * delay(f, tau)``; records tau for :meth:`_delay_chains`.
+
+        The reaction then starts (propensity from the state at initiation) and completes
+        one Erlang delay later with its whole state change, which is only a chemical
+        process when it consumes nothing: SBML's rate ``C f(t - tau)`` removes reactants at
+        completion, when they may be gone. Anything else is refused.
+        """
+        delays = formula.atoms(DELAY)
+        factors = sympy.Mul.make_args(formula)
+        (delayed,) = delays if len(delays) == 1 else (None,)
+        outside = [f for f in factors if f != delayed]
+        constant = sympy.Mul(*outside)
+        if delayed is None or delayed not in factors or delayed.args[0].has(DELAY) or any(
+                not self._is_constant(symbol) for symbol in constant.free_symbols):
+            raise UnsupportedFeatureError(
+                "a kinetic law with delay() that is not C*delay(f, tau)", rid,
+                hint="delays='phases' converts a law C*delay(f, tau) with one delay() and "
+                     "constant C and tau: the whole rate must come from one past time.")
+        value, tau_formula = delayed.args
+        if any(not self._is_constant(symbol) for symbol in tau_formula.free_symbols):
+            raise UnsupportedFeatureError("a delay() whose delay time is not constant", rid,
+                                          hint="The method of phases needs a fixed mean delay.")
+        tau = _evaluate(tau_formula, {**self.values, **{p.id: p.value for p in
+                                                        self.parameters}}, rid)
+        if not (np.isfinite(tau) and tau >= 0):
+            raise InvalidSBMLError(f"reaction '{rid}' has delay() with delay time {tau}")
+        fixed = {s.id for s in self.species if s.fixed}
+        change = dict(reactants)
+        for species_id, count in products:
+            change[species_id] = change.get(species_id, 0) - count
+        consumed = sorted(sid for sid, count in change.items() if count > 0 and sid not in fixed)
+        if consumed:
+            raise UnsupportedFeatureError(
+                f"delay() in the kinetic law of a reaction that consumes {consumed}", rid,
+                hint="SBML's delayed rate removes the reactants at completion, when they may "
+                     "be gone (counts could turn negative), so no chain of reactions "
+                     "reproduces it. Delay a reaction that only produces (reactants that "
+                     "are also products are fine), or read the model without delay() and "
+                     "use with_delay, which consumes the reactants at initiation.")
+        if tau > 0:
+            self.delayed[rid] = tau
+        return constant * value
+
+    def _is_constant(self, symbol: sympy.Symbol) -> bool:
+        """A number that cannot change during a run (constant parameter or compartment)."""
+        name = symbol.name
+        if "." in name:  # a local parameter
+            return True
+        element = self.model.getParameter(name) or self.model.getCompartment(name)
+        if element is None or name in self.rule_formulas:
+            return False
+        return bool(element.getConstant())
+
+    def _delay_chains(self, network: Network) -> Network:
+        """The network with each recorded delayed reaction made a chain of phases."""
+        if not self.delayed:
+            return network
+        from ..analyses.delays import with_delay  # noqa: PLC0415 (network -> network only)
+
+        k = self.options.delay_phases
+        for rid, tau in self.delayed.items():
+            index = network.reaction_ids.index(rid)
+            channel = network.reactions[index]
+            form = (f"{channel.conversion.form}; SBML delay({tau:g}) read as an "
+                    f"Erlang({k}, {k / tau:g}) delay (delays='phases', delay_phases={k})")
+            marked = dataclasses.replace(channel, conversion=dataclasses.replace(
+                channel.conversion, form=form))
+            network = dataclasses.replace(network, reactions=network.reactions[:index] + (
+                marked,) + network.reactions[index + 1:])
+            before = set(network.reaction_ids)
+            network = with_delay(network, rid, tau, phases=k)
+            # The phase channels come from SBML reaction rid, as both channels of a
+            # reversible reaction do: annotations go there.
+            network = dataclasses.replace(network, reactions=tuple(
+                r if r.id in before else dataclasses.replace(r, sbml_id=rid)
+                for r in network.reactions))
+        return dataclasses.replace(network, notes=network.notes + (
+            "delay() chains start empty: no reaction is in flight at the start time, whereas "
+            "SBML's ODE semantics also counts reactions started before it (docs/delays.md)",))
 
     # -- outputs and events ---------------------------------------------------------------
     def _outputs(self) -> list[Output]:
@@ -624,6 +802,48 @@ class _Importer:
                 use_values_from_trigger_time=event.getUseValuesFromTriggerTime()
                 if (self.level >= 3 or event.isSetUseValuesFromTriggerTime()) else True))
         return events
+
+
+#: sbml_cme's annotation namespace (``sbml_writer.NAMESPACE``; the writer imports this
+#: module, so the URI is repeated here and a test checks the two agree).
+ANNOTATION_NAMESPACE = "https://sbml-cme.org/annotations/1"
+
+
+def _with_annotated_bursts(network: Network, model: libsbml.Model) -> Network:
+    """Apply the ``sbmlcme:burst`` declarations found in reaction annotations
+    (``reaction/channel/burst``, docs/annotations.md and docs/bursts.md)."""
+    for reaction in model.getListOfReactions():
+        for burst in _annotated_bursts(reaction):
+            channel = burst.getAttrValue("channel")
+            species = burst.getAttrValue("species")
+            distribution = burst.getAttrValue("distribution")
+            try:
+                if distribution == "geometric":
+                    network = network.with_burst(
+                        channel, species, mean=float(burst.getAttrValue("meanSize")))
+                elif distribution == "finite":
+                    network = network.with_burst(channel, species, distribution=[
+                        float(v) for v in burst.getAttrValue("probabilities").split()])
+                else:
+                    raise OptionsError(f"unknown burst distribution {distribution!r} (use "
+                                       "'geometric' or 'finite')")
+            except (OptionsError, InvalidNetworkError, ValueError) as error:
+                raise InvalidSBMLError(
+                    f"reaction '{reaction.getId()}': the sbml_cme burst annotation is "
+                    f"invalid: {error}") from None
+    return network
+
+
+def _annotated_bursts(reaction: libsbml.Reaction) -> list:
+    """The ``sbmlcme:burst`` nodes of a reaction's annotation."""
+    def ours(node, name):
+        return [node.getChild(i) for i in range(node.getNumChildren())
+                if node.getChild(i).getName() == name
+                and node.getChild(i).getURI() == ANNOTATION_NAMESPACE]
+    if not reaction.isSetAnnotation():
+        return []
+    return [burst for top in ours(reaction.getAnnotation(), "reaction")
+            for channel in ours(top, "channel") for burst in ours(channel, "burst")]
 
 
 def _spatial_dimensions(compartment: libsbml.Compartment, level: int) -> float | None:

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InvalidSBMLError, OptionsError, SBMLError
-from ..network import Network
+from ..network import Burst, Network
 from .sbml_reader import ReadOptions, read_sbml_string
 
 #: The XML namespace URI of sbml_cme annotations (version 1 of the schema).
@@ -147,11 +147,14 @@ def read_options_dict(network: Network) -> dict:
         result["volumes"] = {str(k): float(v) for k, v in options.volumes}
     if options.substance_unit is not None:
         result["substance_unit"] = options.substance_unit
+    if getattr(options, "delays", None) is not None:
+        result["delays"] = options.delays
+        result["delay_phases"] = options.delay_phases
     return result
 
 
 def _check_network_matches_source(network: Network, options: dict) -> None:
-    reread = read_sbml_string(network.source_sbml, **options)
+    reread = _with_bursts_of(network, read_sbml_string(network.source_sbml, **options))
     changed = [name for name in _CORE_FIELDS
                if getattr(reread, name) != getattr(network, name)]
     if changed:
@@ -160,6 +163,17 @@ def _check_network_matches_source(network: Network, options: dict) -> None:
             "after reading, e.g. by with_parameters or with_initial_counts), so the "
             "annotations would not describe the model in the file. Write the changed "
             "values into the SBML model and read it again, or annotate the network as read.")
+
+
+def _with_bursts_of(network: Network, reread: Network) -> Network:
+    """``reread`` with ``network``'s burst declarations: bursts are not part of SBML but
+    of our annotations (written with the network), so they are no change to the model."""
+    declared = getattr(network, "bursts", None)
+    for channel, burst in (declared.items() if isinstance(declared, Mapping) else ()):
+        if isinstance(burst, Burst) and channel in reread.reaction_ids:
+            reread = reread.with_burst(channel, burst.species, mean=burst.mean_size,
+                                       distribution=burst.probabilities)
+    return reread
 
 
 def _parse(text: str) -> libsbml.SBMLDocument:
@@ -229,7 +243,9 @@ def _model_node(network: Network, options: dict, runs: list[dict],
     volumes = [_node("volume", {"compartment": k, "litres": v})
                for k, v in options.get("volumes", {}).items()]
     children = [_node("readOptions", {"substanceUnit": options.get("substance_unit"),
-                                      "fallingFactorials": options["falling_factorials"]},
+                                      "fallingFactorials": options["falling_factorials"],
+                                      "delays": options.get("delays"),
+                                      "delayPhases": options.get("delay_phases")},
                       volumes)]
     for run in runs:
         settings = [_setting(k, v) for k, v in sorted(run["run_info"].items())
@@ -314,9 +330,18 @@ def _declarations(declared: Any) -> list[tuple[str | None, dict]]:
         else:
             fields = {"value": value}
         owner = fields.pop("reaction", None) or fields.pop("channel", None) or key
-        result.append((owner, {_camel(k): (v if _is_scalar(v) else str(v))
-                               for k, v in fields.items()}))
+        result.append((owner, {_camel(k): _declaration_value(v) for k, v in fields.items()}))
     return result
+
+
+def _declaration_value(value: Any) -> Any:
+    """A declaration field as an attribute: scalars as they are, a sequence of numbers
+    space-separated (``repr``, exact), anything else as text."""
+    if _is_scalar(value):
+        return value
+    if isinstance(value, (tuple, list)) and all(_is_scalar(v) for v in value):
+        return " ".join(_text(v) for v in value)
+    return str(value)
 
 
 # -- species statistics -------------------------------------------------------------------
@@ -574,6 +599,9 @@ def _model_dict(node: libsbml.XMLNode) -> dict:
         options["falling_factorials"] = raw.get("falling_factorials", "true") == "true"
         if "substance_unit" in raw:
             options["substance_unit"] = _setting_value(raw["substance_unit"])
+        if "delays" in raw:
+            options["delays"] = raw["delays"]
+            options["delay_phases"] = int(raw["delay_phases"])
         volumes = {v["compartment"]: v["litres"]
                    for v in map(_attributes, _children(options_nodes[0], "volume"))}
         if volumes:
@@ -612,3 +640,181 @@ def _camel(name: str) -> str:
 
 def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+# ---------------------------------------------------------------------------------------
+# writing a changed network as SBML (delay chains)
+# ---------------------------------------------------------------------------------------
+def write_sbml(network: Network, path: str | os.PathLike) -> Path:
+    """Write ``network`` as SBML: its source document plus what was added since reading.
+
+    For a network read with ``read_sbml`` and then extended, e.g. by
+    :func:`sbml_cme.analyses.delays.with_delay`: species, global parameters and
+    first-order mass-action channels that the source lacks are added as SBML species
+    (amounts, ``hasOnlySubstanceUnits="true"``, in the model's substance unit), parameters
+    and irreversible reactions with the kinetic law ``rate * species`` (substance per
+    time); a source reaction whose channel now has other reactants or products gets them.
+    Everything else of the document is kept. The text is checked before it is written:
+    ``read_sbml`` with the network's read options gives back an equal network.
+
+    Parameters
+    ----------
+    network : Network
+        Read from SBML, then changed only by additions (and changed products or
+        reactants of existing irreversible reactions).
+    path : path-like
+        Output file; parent directories are created.
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    OptionsError
+        No source SBML, or a change that this function cannot state in SBML (a changed
+        initial count or parameter value, a channel of a reversible reaction, a law that
+        is not first-order mass action in an amount); the message names it.
+    SBMLError
+        The written document would not read back to an equal network (a bug: report it).
+    """
+    text = sbml_string(network)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def sbml_string(network: Network) -> str:
+    """The SBML text :func:`write_sbml` writes (same checks and errors)."""
+    if not network.source_sbml:
+        raise OptionsError("write_sbml needs the SBML the network was read from; this "
+                           "network was built in Python. Read the model with read_sbml first.")
+    options = read_options_dict(network)
+    source = read_sbml_string(network.source_sbml, **options)
+    document = _parse(network.source_sbml)
+    model = document.getModel()
+    _check_only_additions(source, network)
+    _add_species(model, source, network)
+    _add_parameters(model, source, network)
+    _rewrite_reactions(model, source, network)
+    text = libsbml.writeSBMLToString(document)
+    reread = read_sbml_string(text, **options)
+    changed = [name for name in _CORE_FIELDS if getattr(reread, name) != getattr(network, name)]
+    if changed:
+        raise SBMLError(f"the written SBML reads back with different {', '.join(changed)}; "
+                        "this network cannot be written exactly (please report it)")
+    return text
+
+
+def _check_only_additions(source: Network, network: Network) -> None:
+    for name in ("compartments", "outputs", "events"):
+        if getattr(source, name) != getattr(network, name):
+            raise OptionsError(f"write_sbml writes added species, parameters and reactions; "
+                               f"this network's {name} differ from its source SBML")
+    for kind in ("species", "parameters"):
+        known = {item.id: item for item in getattr(network, kind)}
+        for item in getattr(source, kind):
+            if known.get(item.id) != item:
+                raise OptionsError(
+                    f"{kind[:-1]} '{item.id}' differs from its source SBML (changed by "
+                    "with_initial_counts or with_parameters?); write_sbml writes additions "
+                    "only. Change the value in the SBML model instead.")
+
+
+def _add_species(model: libsbml.Model, source: Network, network: Network) -> None:
+    known = set(source.species_ids)
+    for species in network.species:
+        if species.id in known:
+            continue
+        if not species.has_only_substance_units:
+            raise OptionsError(f"added species '{species.id}' must be an amount "
+                               "(has_only_substance_units) to be written")
+        element = model.createSpecies()
+        element.setId(species.id)
+        if species.name:
+            element.setName(species.name)
+        element.setCompartment(species.compartment)
+        element.setInitialAmount(species.initial_count / species.molecules_per_unit)
+        element.setHasOnlySubstanceUnits(True)
+        element.setBoundaryCondition(species.boundary)
+        element.setConstant(species.constant)
+
+
+def _add_parameters(model: libsbml.Model, source: Network, network: Network) -> None:
+    known = set(source.parameter_ids)
+    for parameter in network.parameters:
+        if parameter.id in known:
+            continue
+        if not libsbml.SyntaxChecker.isValidSBMLSId(parameter.id):
+            raise OptionsError(f"added parameter '{parameter.id}' is not a valid SBML id")
+        element = model.createParameter()
+        element.setId(parameter.id)
+        element.setValue(parameter.value)
+        element.setConstant(parameter.constant)
+
+
+def _rewrite_reactions(model: libsbml.Model, source: Network, network: Network) -> None:
+    before = {r.id: r for r in source.reactions}
+    for channel in network.reactions:
+        old = before.get(channel.id)
+        if old is None:
+            _add_reaction(model, network, channel)
+        elif old != channel:
+            if dataclasses.replace(old, reactants=channel.reactants,
+                                   products=channel.products) != channel:
+                raise OptionsError(f"channel '{channel.id}' has another rate law than its "
+                                   "source SBML; write_sbml writes only changed reactants "
+                                   "and products of an existing reaction")
+            reaction = model.getReaction(channel.id)
+            if reaction is None:
+                raise OptionsError(f"channel '{channel.id}' is one direction of a reversible "
+                                   f"SBML reaction ('{channel.sbml_id}'): it cannot be "
+                                   "changed alone in SBML")
+            _set_side(reaction, reaction.getListOfReactants(), reaction.createReactant,
+                      channel.reactants)
+            _set_side(reaction, reaction.getListOfProducts(), reaction.createProduct,
+                      channel.products)
+    ids = set(network.reaction_ids)
+    for old in source.reactions:
+        if old.id not in ids:
+            raise OptionsError(f"channel '{old.id}' of the source SBML is missing")
+
+
+def _set_side(reaction: libsbml.Reaction, references, create, side) -> None:
+    while references.size():
+        references.remove(0)
+    for species_id, count in side:
+        reference = create()
+        reference.setSpecies(species_id)
+        reference.setStoichiometry(count)
+        if reaction.getLevel() >= 3:
+            reference.setConstant(True)
+
+
+def _add_reaction(model: libsbml.Model, network: Network, channel) -> None:
+    law = channel.rate_law
+    species = {s.id: s for s in network.species}
+    extent = channel.conversion.molecules_per_unit if channel.conversion else None
+    orders = getattr(law, "orders", ())
+    if not (hasattr(law, "orders") and len(orders) == 1 and orders[0][1] == 1
+            and species[orders[0][0]].has_only_substance_units
+            and species[orders[0][0]].molecules_per_unit == extent):
+        raise OptionsError(f"added channel '{channel.id}' is not first-order mass action in "
+                           "an amount species; write_sbml cannot state its law exactly")
+    if getattr(channel, "burst", None) is not None:
+        raise OptionsError(f"added channel '{channel.id}' has a burst, which SBML core "
+                           "cannot state")
+    reaction = model.createReaction()
+    reaction.setId(channel.id)
+    reaction.setReversible(False)
+    if reaction.getLevel() >= 3 and reaction.getVersion() < 2:
+        reaction.setFast(False)
+    _set_side(reaction, reaction.getListOfReactants(), reaction.createReactant,
+              channel.reactants)
+    _set_side(reaction, reaction.getListOfProducts(), reaction.createProduct, channel.products)
+    formula = f"{law.rate_constant} * {orders[0][0]}"
+    math = libsbml.parseL3Formula(formula)
+    if math is None:
+        raise OptionsError(f"cannot write the law '{formula}' of channel '{channel.id}'")
+    reaction.createKineticLaw().setMath(math)
