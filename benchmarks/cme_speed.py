@@ -7,6 +7,8 @@ timed test. Usage::
     /work/venv/bin/python benchmarks/cme_speed.py --mean 100   # ~3 x 10^4 states, quick
     /work/venv/bin/python benchmarks/cme_speed.py --skip-large # only (c)-(e)
     /work/venv/bin/python benchmarks/cme_speed.py --skip-transient --skip-methods  # (c), (a)
+    /work/venv/bin/python benchmarks/cme_speed.py --skip-stationary --skip-methods # (c), (b)
+    /work/venv/bin/python benchmarks/cme_speed.py --skip-large --implicit          # + (f)
 
 Model (SBML, item units, written below): two independent birth-death species,
 0 -> A at kA, A -> 0 at dA*A, 0 -> B at kB, B -> 0 at dB*B, with kA = kB = ``--mean`` and
@@ -16,12 +18,19 @@ is 981 x 981 ~ 0.96 x 10^6 states.
 
 Sections:
 (a) ``stationary_cme`` on the large model: wall, CPU, peak RSS, error vs the exact law.
-(b) ``solve_cme`` (default method) from 0 to ``--t-end``: same.
+(b) ``solve_cme`` (default method ``"auto"``) from 0 to ``--t-end``: same, plus the
+    method used, Krylov steps, products with A, the integration error estimate and
+    states x products per CPU second. The horizon t = 5 is five relaxation times
+    (relaxation time 1 / d = 1): the law travels from (0, 0) to within e^-5 of
+    stationarity.
 (c) states per second of ``enumerate_states`` and of ``build_generator``, separately.
 (d) a dense ``scipy.linalg.expm`` baseline on a small model (a few hundred states):
     max abs difference of the distributions and the speed ratio.
-(e) Krylov (``expv``, the default) vs BDF (``method="ode"``) vs scipy ``expm_multiply``
-    on the small and a medium model: time, ratio and max abs difference.
+(e) every transient method (``cme.METHODS``: Krylov with full and incomplete
+    orthogonalisation, BDF) and scipy ``expm_multiply`` on the small and a medium model:
+    time, CPU ratio to ``krylov_iop``, max abs difference and L1 distance to the exact law.
+(f) (``--implicit``) fixed-step TR-BDF2 (one sparse LU, reused) on the medium model: the
+    number of implicit steps, and their CPU time, needed for a given accuracy.
 
 Wall times on a shared machine are inflated by other load; CPU seconds of this process
 (``time.process_time``) are printed next to them and are the like-for-like figure.
@@ -44,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import scipy.linalg  # noqa: E402
+import scipy.sparse  # noqa: E402
 import scipy.sparse.linalg as splinalg  # noqa: E402
 from scipy import stats  # noqa: E402
 
@@ -130,25 +140,40 @@ def fsp_problem(mean: float, t_end: float):
 
 
 # -- sections ---------------------------------------------------------------------------------
-def section_large(mean: float, t_end: float, transient: bool = True) -> None:
+def load() -> str:
+    return "load average {:.1f} {:.1f} {:.1f}".format(*os.getloadavg())
+
+
+def section_stationary(mean: float) -> None:
     network = two_birth_death(mean)
-    print(f"\n(a) stationary_cme, two birth-death species, mean {mean:g}")
+    print(f"\n(a) stationary_cme, two birth-death species, mean {mean:g}  ({load()})")
     with Timer() as timer:
         result = cme.stationary_cme(network)
     states, p = result.distributions[0]
     print(f"    states {result.n_states:,}  wall {timer.wall:.1f} s  cpu {timer.cpu:.1f} s  "
           f"peak RSS {peak_rss_gib():.2f} GiB  certificate {result.error_bound:.2e}  "
-          f"L1 to exact {exact_l1(states, p, mean):.2e}  horizon {result.run_info['horizon']:.3g}")
-    if not transient:
-        return
-    print(f"\n(b) solve_cme (method={cme.METHODS[0]}), times 0, {t_end / 2:g}, {t_end:g}")
+          f"L1 to exact {exact_l1(states, p, mean):.2e}  horizon {result.run_info['horizon']:.3g}"
+          f"  (target: 60 s, 4 GB; {load()})")
+
+
+def section_transient(mean: float, t_end: float) -> None:
+    network = two_birth_death(mean)
+    print(f"\n(b) solve_cme (method='auto'), two birth-death species, mean {mean:g}, from "
+          f"(0, 0), times 0, {t_end / 2:g}, {t_end:g}  ({load()})")
     with Timer() as timer:
         result = cme.solve_cme(network, [0.0, t_end / 2, t_end])
     states, p = result.distributions[-1]
     level = mean * (1 - np.exp(-t_end))
+    info = result.run_info
     print(f"    states {result.n_states:,}  wall {timer.wall:.1f} s  cpu {timer.cpu:.1f} s  "
           f"peak RSS {peak_rss_gib():.2f} GiB  bound {result.error_bound:.2e}  "
           f"L1 to exact {exact_l1(states, p, level):.2e}")
+    print(f"    method {info['method']}  Krylov steps {info['krylov_steps']}  products with A "
+          f"{info['matrix_products']:,}  integration error estimate "
+          f"{info['integration_error']:.2e}  FSP rounds {info['fsp_rounds']}")
+    print(f"    {result.n_states * info['matrix_products'] / timer.cpu:,.0f} state-products per "
+          f"cpu s  (target: 120 s; cpu/target {timer.cpu / 120:.2f}, wall/target "
+          f"{timer.wall / 120:.2f}; {load()})")
 
 
 def section_assembly(mean: float) -> None:
@@ -178,26 +203,54 @@ def section_methods(mean: float, t_end: float, dense: bool) -> None:
     _, space, matrix, p0, *_ = fsp_problem(mean, t_end)
     n = matrix.shape[0]
     print(f"\n({'d' if dense else 'e'}) transient methods, mean {mean:g}, t = {t_end:g}, "
-          f"{space.n_states:,} states + {n - space.n_states} sinks, nnz {matrix.nnz:,}")
-    runs = {
-        "krylov (expv)": lambda: cme._propagate(matrix, p0, np.array([0.0, t_end]),
-                                                "krylov")[-1],
-        "ode (BDF)": lambda: cme._propagate(matrix, p0, np.array([0.0, t_end]), "ode")[-1],
-        "expm_multiply": lambda: splinalg.expm_multiply(matrix * t_end, p0),
-    }
+          f"{space.n_states:,} states + {n - space.n_states} sinks, nnz {matrix.nnz:,}  "
+          f"({load()})")
+    grid = np.array([0.0, t_end])
+    runs = {f"{name}": (lambda name=name: cme._propagate(matrix, p0, grid, name)[-1])
+            for name in cme.METHODS if name != "auto"}
+    runs["expm_multiply"] = lambda: splinalg.expm_multiply(matrix * t_end, p0)
     if dense:
         runs["dense expm"] = lambda: scipy.linalg.expm(matrix.toarray() * t_end) @ p0
     results = {name: _timed(run) for name, run in runs.items()}
-    reference_name = "dense expm" if dense else "krylov (expv)"
+    reference_name = "dense expm" if dense else "krylov"
     reference, reference_timer = results[reference_name]
     level = mean * (1 - np.exp(-t_end))
-    print(f"    {'method':<15} {'wall s':>8} {'cpu s':>8} {'cpu/krylov':>11} "
+    print(f"    {'method':<15} {'wall s':>8} {'cpu s':>8} {'cpu/iop':>8} "
           f"{'max|dp| vs ' + reference_name:>26} {'L1 to exact':>12}")
-    krylov_cpu = results["krylov (expv)"][1].cpu
+    iop_cpu = results["krylov_iop"][1].cpu
     for name, (p, timer) in results.items():
         print(f"    {name:<15} {timer.wall:8.2f} {timer.cpu:8.2f} "
-              f"{timer.cpu / krylov_cpu:11.2f} {np.abs(p - reference).max():26.2e} "
+              f"{timer.cpu / iop_cpu:8.2f} {np.abs(p - reference).max():26.2e} "
               f"{exact_l1(space.states, p[:space.n_states], level):12.2e}")
+
+
+def section_implicit(mean: float, t_end: float, steps_list=(500, 1667, 5000)) -> None:
+    """Fixed-step TR-BDF2 (Bank et al. 1985; gamma = 2 - sqrt 2, both stages share the
+    matrix I - (gamma / 2) h A, factorised once by SuperLU): L1 distance to ``krylov_iop``
+    at t_end, so the step count an implicit integrator needs for a given accuracy."""
+    _, space, matrix, p0, *_ = fsp_problem(mean, t_end)
+    n = matrix.shape[0]
+    grid = np.array([0.0, t_end])
+    reference, timer = _timed(lambda: cme._propagate(matrix, p0, grid, "krylov_iop",
+                                                     tolerance=1e-13)[-1])
+    print(f"\n(f) fixed-step TR-BDF2 vs krylov_iop ({timer.cpu:.2f} s cpu), mean {mean:g}, "
+          f"t = {t_end:g}, {n:,} states  ({load()})")
+    gamma = 2.0 - np.sqrt(2.0)
+    half = gamma / 2.0
+    csc = matrix.tocsc()
+    identity = scipy.sparse.identity(n, format="csc")
+    print(f"    {'steps':>6} {'h':>9} {'LU fill':>10} {'cpu s':>8} {'cpu/iop':>8} "
+          f"{'L1 vs iop':>10}")
+    for steps in steps_list:
+        h = t_end / steps
+        with Timer() as run:
+            lu = splinalg.splu((identity - half * h * csc).tocsc(), permc_spec="COLAMD")
+            y = p0.copy()
+            for _ in range(steps):
+                stage = lu.solve(y + half * h * (csc @ y))          # trapezoid to t + gamma h
+                y = lu.solve((stage - (1 - gamma) ** 2 * y) / (gamma * (2 - gamma)))  # BDF2
+        print(f"    {steps:6d} {h:9.2e} {lu.L.nnz + lu.U.nnz:10,} {run.cpu:8.2f} "
+              f"{run.cpu / timer.cpu:8.1f} {np.abs(y - reference).sum():10.2e}")
 
 
 def main() -> None:
@@ -210,18 +263,25 @@ def main() -> None:
     parser.add_argument("--skip-large", action="store_true", help="skip (a) and (b)")
     parser.add_argument("--skip-methods", action="store_true", help="skip (d) and (e)")
     parser.add_argument("--skip-transient", action="store_true", help="skip (b)")
+    parser.add_argument("--skip-stationary", action="store_true", help="skip (a)")
+    parser.add_argument("--implicit", action="store_true",
+                        help="also run (f), fixed-step TR-BDF2 on the medium model")
     arguments = parser.parse_args()
     print(f"sbml_cme CME benchmark, {datetime.date.today()}, {platform.machine()}, "
-          f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}")
+          f"{os.cpu_count()} cores, {load()}")
     # warm the numba caches so compile time is not charged to the first section
     cme.stationary_cme(two_birth_death(3.0))
     cme.solve_cme(two_birth_death(3.0), [0.0, 1.0])
     section_assembly(arguments.mean)
-    if not arguments.skip_large:
-        section_large(arguments.mean, arguments.t_end, not arguments.skip_transient)
+    if not arguments.skip_large and not arguments.skip_stationary:
+        section_stationary(arguments.mean)
+    if not arguments.skip_large and not arguments.skip_transient:
+        section_transient(arguments.mean, arguments.t_end)
     if not arguments.skip_methods:
         section_methods(3.0, 1.0, dense=True)
         section_methods(arguments.medium, arguments.t_end, dense=False)
+    if arguments.implicit:
+        section_implicit(arguments.medium, arguments.t_end)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,10 @@ THEORY.md section 7 (the L1 error of the returned distribution is at most the le
 mass) and the signal of which bound to grow.
 
 Transient solutions use a restarted Arnoldi exponential with adaptive steps (``expv``,
-Expokit's algorithm; ``method="krylov"``) or a stiff BDF solver with the sparse generator
-as Jacobian (``method="ode"``); see docs/cme.md for the benchmark behind the default.
+Expokit's algorithm; ``method="krylov"``), the same with incomplete orthogonalisation and a
+larger basis (``"krylov_iop"``, the default above 2 000 states via ``"auto"``) or a stiff
+BDF solver with the sparse generator as Jacobian (``method="ode"``); see docs/cme.md for
+the benchmark behind the default.
 Stationary solutions use the stationary FSP: the outflow of
 J is redirected to the most probable state, making the truncated generator conservative;
 the normalisation is part of the linear system (it cannot return zero; sparse LU up to
@@ -43,7 +45,13 @@ from ..results import CMEResult
 from .deterministic import _check_times, simulate_deterministic
 from .ssa import whole_initial_counts
 
-METHODS = ("krylov", "ode")
+#: Transient methods of ``solve_cme`` (name -> what it does); docs/cme.md has the benchmark.
+METHODS = {
+    "auto": "krylov below 2 000 states, krylov_iop from there on (the default)",
+    "krylov": "Expokit's restarted Arnoldi exponential, orthonormal basis of 30 vectors",
+    "krylov_iop": "the same with incomplete orthogonalisation (depth 2), 60 vectors",
+    "ode": "scipy's BDF with the sparse generator as Jacobian (sparse LU per step size)",
+}
 
 #: Bytes per state used by the memory estimate (states, generator, work vectors).
 _BYTES_PER_STATE_BASE = 160
@@ -164,7 +172,7 @@ def conservation_bounds(network: Network, totals_from: np.ndarray) -> np.ndarray
     (n_species,). ``totals_from`` is any reachable state (n_species,)."""
     from scipy.optimize import linprog
 
-    stoichiometry = network.stoichiometry.astype(float)
+    stoichiometry = np.asarray(network.jump_span, dtype=float)  # bursts: every jump
     n_species = len(network.species)
     bounds = np.full(n_species, np.inf)
     free = np.array([not s.fixed for s in network.species])
@@ -267,26 +275,60 @@ def _breadth_first(data: KernelData, sources, change, limit, key_species, radix,
                 active = channel_propensity(data, j, x, parameters, 0.0, False, stack) > 0
             if not active:
                 continue
-            inside = True
             for i in range(n_species):
                 moved[i] = states[head, i] + change[j, i]
-                if moved[i] < 0 or moved[i] > limit[i]:
-                    inside = False
-            key = 0
-            for k in range(n_key):
-                digit = moved[key_species[k]]
-                if digit > digit_limit[k]:
-                    inside = False
-                key += digit * radix[k]
-            if not inside or index[key] >= 0:
-                continue
-            if count >= capacity:
-                return states[:count], index, True
-            index[key] = count
-            states[count] = moved
-            count += 1
+            # A burst channel leads to moved + size e_s for every possible size that
+            # stays within the bound of s (``_burst_room``).
+            burst = data.burst_species[j]
+            table = data.burst_ptr[j]
+            n_sizes = 1
+            if burst >= 0:
+                n_sizes = _burst_room(data, j, limit[burst] - moved[burst]) + 1
+            for size in range(n_sizes):
+                if burst >= 0:
+                    if (data.burst_ptr[j + 1] > table
+                            and not data.burst_probability[table + size] > 0):
+                        continue
+                    moved[burst] = states[head, burst] + change[j, burst] + size
+                inside = True
+                for i in range(n_species):
+                    if moved[i] < 0 or moved[i] > limit[i]:
+                        inside = False
+                key = 0
+                for k in range(n_key):
+                    digit = moved[key_species[k]]
+                    if digit > digit_limit[k]:
+                        inside = False
+                    key += digit * radix[k]
+                if not inside or index[key] >= 0:
+                    continue
+                if count >= capacity:
+                    return states[:count], index, True
+                index[key] = count
+                states[count] = moved
+                count += 1
         head += 1
     return states[:count], index, False
+
+
+@numba.njit(cache=True)
+def _burst_room(data: KernelData, j, room):
+    """Largest burst size of channel ``j`` worth trying when ``room`` molecules fit below
+    the bound (at least 0): ``room``, or the table's largest size if smaller."""
+    largest = room
+    if data.burst_ptr[j + 1] > data.burst_ptr[j]:
+        largest = min(largest, data.burst_ptr[j + 1] - data.burst_ptr[j] - 1)
+    return max(largest, 0)
+
+
+def _check_burst_bounds(network: Network, bounds: np.ndarray) -> None:
+    """Every burst species needs a truncation bound (its sink takes the burst tail)."""
+    for reaction in network.reactions:
+        if reaction.burst is not None and \
+                bounds[network.species_index[reaction.burst.species]] < 0:
+            raise TruncationError(
+                f"the burst species '{reaction.burst.species}' of reaction '{reaction.id}' "
+                "has no truncation bound; cannot enumerate its bursts")
 
 
 def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_species,
@@ -299,6 +341,7 @@ def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_spec
     key_species = np.asarray(key_species, dtype=np.int64)
     radix = np.asarray(radix, dtype=np.int64)
     change = np.ascontiguousarray(network.stoichiometry.T, dtype=np.int64)
+    _check_burst_bounds(network, bounds)
     limit = np.where(bounds >= 0, bounds, np.iinfo(np.int64).max).astype(np.int64)
     digit_limit = _digit_limits(network, sources, bounds, key_species, radix)
     box = int(np.prod((digit_limit + 1).astype(float)))
@@ -407,6 +450,11 @@ def build_generator(compiled, space: StateSpace, parameters, *, absorbing: bool 
     if not absorbing and redirect_to is None:
         raise OptionsError("build_generator needs redirect_to when absorbing=False")
     _check_counts_stay_whole(network, space.states, rates, change)
+    burst_channels = [j for j, r in enumerate(network.reactions) if r.burst is not None]
+    plain_rates = rates
+    if burst_channels:  # their transitions come from _burst_transitions below
+        plain_rates = rates.copy()
+        plain_rates[:, burst_channels] = 0.0
     rows = np.empty(rates.shape, dtype=np.int64)
     values = np.empty(rates.shape)
     keys = np.ascontiguousarray(space.keys, dtype=np.int64)
@@ -414,17 +462,21 @@ def build_generator(compiled, space: StateSpace, parameters, *, absorbing: bool 
     if n and keys[-1] < 8 * n + 1024:  # a dense key -> row table beats binary search
         lookup = np.full(keys[-1] + 1, -1, dtype=np.int64)
         lookup[keys] = np.arange(n)
-    _transitions(np.ascontiguousarray(space.states, dtype=np.int64), keys, lookup, rates,
-                 change,
+    _transitions(np.ascontiguousarray(space.states, dtype=np.int64), keys, lookup,
+                 plain_rates, change,
                  np.asarray(space.bounds, dtype=np.int64),
                  np.asarray(space.key_species, dtype=np.int64),
                  np.asarray(space.radix, dtype=np.int64), bool(absorbing),
                  int(redirect_to if redirect_to is not None else -1), rows, values)
     active = values.ravel() > 0
     source = np.repeat(np.arange(n, dtype=np.int64), rates.shape[1])[active]
-    all_rows = np.concatenate([rows.ravel()[active], np.arange(n, dtype=np.int64)])
-    all_cols = np.concatenate([source, np.arange(n, dtype=np.int64)])
-    all_values = np.concatenate([values.ravel()[active], -rates.sum(axis=1)])
+    bursts = [_burst_transitions(network, space, rates[:, j], change[j], j, absorbing,
+                                 redirect_to) for j in burst_channels]
+    all_rows = np.concatenate([rows.ravel()[active], *[b[0] for b in bursts],
+                               np.arange(n, dtype=np.int64)])
+    all_cols = np.concatenate([source, *[b[1] for b in bursts], np.arange(n, dtype=np.int64)])
+    all_values = np.concatenate([values.ravel()[active], *[b[2] for b in bursts],
+                                 -rates.sum(axis=1)])
     size = n + n_sinks
     index_type = np.int32 if size < 2**31 - 1 and len(all_values) < 2**31 - 1 else np.int64
     matrix = sparse.coo_matrix((all_values, (all_rows.astype(index_type),
@@ -434,9 +486,71 @@ def build_generator(compiled, space: StateSpace, parameters, *, absorbing: bool 
     return matrix, n_sinks
 
 
+def _burst_transitions(network: Network, space: StateSpace, rate: np.ndarray,
+                       change: np.ndarray, channel: int, absorbing: bool,
+                       redirect_to: int | None):
+    """(target rows, source columns, rates) of burst channel ``channel``.
+
+    From state n the channel leads to n + v + k e_s at rate a(n) P(B = k) for every k
+    that keeps n + v + k e_s within the bound of s; the tail a(n) P(B > room) goes to
+    the sink of s (absorbing) or to ``redirect_to``, so no probability is dropped and
+    the FSP certificate stays valid. When n + v itself breaks a bound (or a count would
+    go negative) the whole rate goes where ``_transitions`` would send it.
+
+    ``rate``: a(n), shape (n_states,); ``change``: v, the fixed part, shape (n_species,).
+    """
+    burst = network.reactions[channel].burst
+    s = network.species_index[burst.species]
+    n = space.n_states
+    bounded = np.nonzero(space.bounds >= 0)[0]
+    other_sink = n + len(bounded)
+    firing = np.flatnonzero(rate > 0)
+    base = space.states[firing] + change
+    over = (space.bounds >= 0) & (base > space.bounds)
+    broken = over.any(axis=1) | (base < 0).any(axis=1)
+    targets, sources, values = [], [], []
+
+    def send(rows, columns, amounts):
+        if not absorbing:
+            rows = np.where(rows >= n, redirect_to, rows)
+        targets.append(np.asarray(rows, dtype=np.int64))
+        sources.append(np.asarray(columns, dtype=np.int64))
+        values.append(np.asarray(amounts, dtype=float))
+
+    if broken.any():
+        first = np.argmax(over[broken], axis=1)
+        sinks = np.where(over[broken].any(axis=1), n + np.searchsorted(bounded, first),
+                         other_sink)
+        send(sinks, firing[broken], rate[firing[broken]])
+    firing, base = firing[~broken], base[~broken]
+    room = space.bounds[s] - base[:, s]  # >= 0 here: base is within every bound
+    largest = int(room.max(initial=-1))
+    if burst.max_size is not None:
+        largest = min(largest, burst.max_size)
+    for size in range(largest + 1):
+        probability = float(burst.pmf(size))
+        chosen = room >= size
+        if probability <= 0 or not chosen.any():
+            continue
+        moved = base[chosen].copy()
+        moved[:, s] += size
+        rows = space.index_of(moved)
+        send(np.where(rows >= 0, rows, other_sink), firing[chosen],
+             rate[firing[chosen]] * probability)
+    tail = burst.tail(room)
+    keep = tail > 0
+    send(np.full(int(keep.sum()), n + int(np.searchsorted(bounded, s))), firing[keep],
+         rate[firing[keep]] * tail[keep])
+    return np.concatenate(targets), np.concatenate(sources), np.concatenate(values)
+
+
 # -- transient solves --------------------------------------------------------------------------------
 _KRYLOV_DIMENSION = 30
 _KRYLOV_TOLERANCE = 1e-12
+#: Krylov dimension and orthogonalisation depth of ``"krylov_iop"`` (docs/cme.md).
+_IOP_DIMENSION = 60
+_IOP_DEPTH = 2
+_AUTO_IOP_MIN_STATES = 2_000
 
 
 @numba.njit(cache=True)
@@ -475,6 +589,31 @@ def _orthogonalise(basis, j, p):
     return total, math.sqrt(squares)
 
 
+@numba.njit(cache=True, fastmath=True)
+def _orthogonalise_recent(basis, j, p, depth):
+    """Incomplete orthogonalisation (IOP): modified Gram-Schmidt of ``p`` against only the
+    last ``depth`` basis vectors ``basis[j - depth + 1:j + 1]``, in place; returns
+    (coefficients (j + 1,), zero outside the window, norm of the result).
+
+    The Arnoldi relation A V_m = V_m H_m + h v_{m+1} e_m^T still holds exactly (H_m becomes
+    banded), only V_m is no longer orthonormal; the cost per vector is ``2 depth`` passes
+    over n instead of ~4 (j + 1) for two-pass classical Gram-Schmidt (incomplete
+    orthogonalisation for the Krylov FSP: Vo and Sidje, WCECS 2016; Koskela, ENUMATH 2013)."""
+    n = p.shape[0]
+    coefficients = np.zeros(j + 1)
+    for i in range(max(0, j - depth + 1), j + 1):
+        value = 0.0
+        for k in range(n):
+            value += basis[i, k] * p[k]
+        for k in range(n):
+            p[k] -= value * basis[i, k]
+        coefficients[i] = value
+    squares = 0.0
+    for k in range(n):
+        squares += p[k] * p[k]
+    return coefficients, math.sqrt(squares)
+
+
 @numba.njit(cache=True)
 def _combine(basis, weights, out):
     """``out = weights @ basis[:len(weights)]``."""
@@ -495,27 +634,59 @@ def _norm(vector):
 
 
 def _matvec(matrix):
-    """A fast ``v -> A v`` for a scipy sparse matrix (compiled, parallel for CSR)."""
+    """A fast ``(v, out) -> out = A v`` for a scipy sparse matrix; returns ``out``.
+
+    CSR uses scipy's own C++ kernel writing into ``out`` (4.3 ms vs 6.3 ms CPU for the
+    compiled numba loop ``_csr_matvec`` on 950 625 states, 4.75 M nonzeros; it is
+    single-threaded and uses no BLAS); anything else goes through ``matrix @ v``."""
     if sparse.isspmatrix_csr(matrix) or isinstance(matrix, sparse.csr_array):
         indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
+        n_rows, n_cols = matrix.shape
+        kernel = _scipy_csr_kernel()
+        if data.dtype == np.float64 and indptr.dtype == indices.dtype:
 
-        def apply(vector, out=None):
-            out = np.empty(matrix.shape[0]) if out is None else out
-            _csr_matvec(indptr, indices, data, vector, out)
-            return out
-        return apply
-    return lambda vector, out=None: matrix @ vector
+            def apply(vector, out=None):
+                out = np.empty(n_rows) if out is None else out
+                if kernel is None:
+                    _csr_matvec(indptr, indices, data, vector, out)
+                else:
+                    out[:] = 0.0  # the kernel accumulates
+                    kernel(n_rows, n_cols, indptr, indices, data, vector, out)
+                return out
+            return apply
+
+    def apply_any(vector, out=None):
+        result = matrix @ vector
+        if out is None:
+            return np.asarray(result, dtype=np.float64)
+        out[:] = result
+        return out
+    return apply_any
+
+
+def _scipy_csr_kernel():
+    """scipy's ``csr_matvec`` (y += A x) if this scipy exposes it, else None."""
+    try:
+        from scipy.sparse import _sparsetools
+    except ImportError:  # pragma: no cover - older scipy layouts
+        return None
+    return getattr(_sparsetools, "csr_matvec", None)
 
 
 def expv(matrix, vector: np.ndarray, t: float, *, dimension: int = _KRYLOV_DIMENSION,
-         tolerance: float = _KRYLOV_TOLERANCE) -> tuple[np.ndarray, float]:
+         tolerance: float = _KRYLOV_TOLERANCE, depth: int | None = None,
+         counters: dict | None = None) -> tuple[np.ndarray, float]:
     """``exp(t A) v`` by restarted Arnoldi with adaptive time steps (Expokit's ``expv``,
     Sidje, ACM TOMS 24, 130, 1998). Returns (w, estimated 2-norm error).
 
-    Each step builds an orthonormal Krylov basis of ``dimension`` vectors and takes the
-    largest sub-step whose local error estimate is below ``tolerance`` * ||v|| * step;
-    the cost is about ``dimension`` products with A plus ``dimension**2 / 2`` vector dots
-    per step, independent of the (large) norm of a stiff CME generator's diagonal.
+    Each step builds a Krylov basis of ``dimension`` vectors and takes the largest
+    sub-step whose local error estimate is below ``tolerance`` * ||v|| * step. With
+    ``depth=None`` the basis is orthonormal (two-pass classical Gram-Schmidt): about
+    ``dimension`` products with A plus ``dimension**2`` vector passes per step. With an
+    integer ``depth`` each new vector is orthogonalised only against the last ``depth``
+    ones (incomplete orthogonalisation, ``_orthogonalise_recent``): ``2 depth dimension``
+    vector passes, so a larger ``dimension`` pays off (docs/cme.md). ``counters`` (if
+    given) receives the number of steps, rejected step sizes and products with A.
     """
     from scipy.linalg import expm as dense_expm
 
@@ -524,10 +695,16 @@ def expv(matrix, vector: np.ndarray, t: float, *, dimension: int = _KRYLOV_DIMEN
     beta = _norm(w)
     if t == 0 or beta == 0:
         return w, 0.0
-    m = max(1, min(dimension, n - 1)) if n > 1 else 1
     a_norm = float(abs(matrix).sum(axis=0).max()) if n else 0.0
     if a_norm == 0:
         return w, 0.0
+    if n <= dimension + 1:
+        # the Krylov space would be (nearly) the whole space, with a basis too small for
+        # an accurate step (a 3-state chain needed 10^5 steps of m = 2): exponentiate
+        # the dense matrix instead, exact up to round-off
+        dense = matrix.toarray() if sparse.issparse(matrix) else np.asarray(matrix)
+        return dense_expm(t * dense) @ w, a_norm * t * np.finfo(float).eps
+    m = dimension
     gamma, delta, breakdown = 0.9, 1.2, 1e-7 * beta
     tol = tolerance
     rounding = a_norm * np.finfo(float).eps
@@ -538,15 +715,23 @@ def expv(matrix, vector: np.ndarray, t: float, *, dimension: int = _KRYLOV_DIMEN
     basis = np.empty((m + 1, n))
     work = np.empty(n)
     apply = _matvec(matrix)
+    counters = {} if counters is None else counters
+    for key in ("steps", "rejected", "products"):
+        counters.setdefault(key, 0)
     while t_now < t:
         step = min(t - t_now, t_new)
+        counters["steps"] += 1
         hessenberg = np.zeros((m + 2, m + 2))
         basis[0] = w / beta
         size, extra = m, 2
         for j in range(m):
             p = apply(basis[j], basis[j + 1])
-            coefficients, norm = _orthogonalise(basis, j, p)
+            if depth is None:
+                coefficients, norm = _orthogonalise(basis, j, p)
+            else:
+                coefficients, norm = _orthogonalise_recent(basis, j, p, depth)
             hessenberg[:j + 1, j] = coefficients
+            counters["products"] += 1
             if norm < breakdown:  # happy breakdown: the subspace is invariant
                 size, extra, step = j + 1, 0, t - t_now
                 break
@@ -572,6 +757,7 @@ def expv(matrix, vector: np.ndarray, t: float, *, dimension: int = _KRYLOV_DIMEN
                 local, exponent_1 = phi1, 1.0 / max(m - 1, 1)
             if local <= delta * step * tol * beta:
                 break
+            counters["rejected"] += 1
             step = _round_step(gamma * step * (step * tol * beta / local) ** exponent_1)
         else:
             raise ConvergenceError("the Krylov exponential did not reach its tolerance")
@@ -595,20 +781,54 @@ def _round_step(step: float) -> float:
     return math.ceil(step / scale) * scale
 
 
-def _propagate(matrix, p0, times, method):
-    """p(t) for every t in ``times`` (relative to 0, ascending), shape (n_times, n)."""
-    if method == "krylov":
+def resolve_method(method: str, n_states: int) -> str:
+    """The concrete transient method for ``method`` (a key of ``METHODS``) on a set of
+    ``n_states`` states: ``"auto"`` is ``"krylov"`` below ``_AUTO_IOP_MIN_STATES`` states
+    and ``"krylov_iop"`` from there on (docs/cme.md, benchmark section (e))."""
+    if method != "auto":
+        return method
+    return "krylov" if n_states < _AUTO_IOP_MIN_STATES else "krylov_iop"
+
+
+def _integration_tolerance(tol: float) -> float:
+    """Local error tolerance of the Krylov steps (2-norm error per unit time relative to
+    ||p||) for an FSP tolerance ``tol``: 1e-6 tol, within [1e-14, 1e-12]."""
+    return min(_KRYLOV_TOLERANCE, max(1e-6 * tol, 1e-14))
+
+
+def _propagate(matrix, p0, times, method, *, tolerance: float = _KRYLOV_TOLERANCE,
+               info: dict | None = None):
+    """p(t) for every t in ``times`` (relative to 0, ascending), shape (n_times, n).
+
+    ``method`` is a key of ``METHODS``; ``info`` (if given) receives the concrete method,
+    the summed local error estimates of the time integration (``integration_error``, a
+    2-norm estimate; NaN for ``"ode"``, whose scipy solver does not report one) and, for
+    the Krylov methods, the number of steps, rejected steps and products with A."""
+    method = resolve_method(method, len(p0))
+    info = {} if info is None else info
+    info["method"] = method
+    if method in ("krylov", "krylov_iop"):
+        options = ({"dimension": _IOP_DIMENSION, "depth": _IOP_DEPTH}
+                   if method == "krylov_iop" else {})
         result = np.empty((len(times), len(p0)))
         current, now = np.asarray(p0, dtype=np.float64), 0.0
+        error = 0.0
         for k, t in enumerate(times):
             if t > now:
-                current, _ = expv(matrix, current, t - now)
+                current, estimate = expv(matrix, current, t - now, tolerance=tolerance,
+                                         counters=info, **options)
+                error += estimate
                 np.maximum(current, 0.0, out=current)  # Krylov round-off (~1e-20) below 0
                 now = t
             result[k] = current
+        info["integration_error"] = error
         return result
+    info["integration_error"] = math.nan
+    # rtol 1e-10 / atol 1e-14 at the default tol; 100x tighter for tol <= 1e-8 (BDF's
+    # L1 error reached 1.7e-9 with the fixed 1e-10 / 1e-14, tests/analyses/test_cme_methods)
     solution = solve_ivp(lambda t, p: matrix @ p, (0.0, times[-1]), p0, method="BDF",
-                         t_eval=times, jac=matrix, rtol=1e-10, atol=1e-14)
+                         t_eval=times, jac=matrix, rtol=100 * tolerance,
+                         atol=0.01 * tolerance)
     if solution.status != 0:
         raise ConvergenceError(f"the CME integration failed: {solution.message}")
     return np.maximum(solution.y.T, 0.0)
@@ -619,6 +839,7 @@ class _Segment:
     space: StateSpace
     probabilities: np.ndarray  # (n_times, n_states)
     leaked: np.ndarray         # (n_times,) cumulative leaked mass
+    info: dict | None = None   # time-integration statistics of the accepted round
 
 
 def _initial_bounds(network: Network, times: np.ndarray, x0: np.ndarray) -> np.ndarray:
@@ -666,7 +887,7 @@ def _key_layout(network, bounds, conservation, x0):
     anything is allocated."""
     ranges = np.where(bounds >= 0, bounds.astype(float),
                       np.where(np.isfinite(conservation), conservation, 0.0))
-    key_species = _key_species(network.stoichiometry, ranges)
+    key_species = _key_species(network.jump_span, ranges)
     estimate = float(np.prod(ranges[key_species] + 1.0)) if len(key_species) else 1.0
     if estimate >= 2.0**62:
         return key_species, None, estimate
@@ -680,7 +901,7 @@ def _solve_transient_segment(compiled, sources, probabilities, times, bounds, to
     """Adaptive FSP from a distribution on ``sources`` over ``times`` (starting at 0)."""
     network = compiled.network
     conservation = conservation_bounds(network, sources[0])
-    for _ in range(_MAX_GROWTH_ROUNDS):
+    for rounds in range(1, _MAX_GROWTH_ROUNDS + 1):
         key_species, radix, estimate = _key_layout(network, bounds, conservation, sources[0])
         _guard(network, estimate, max_states, len(times), "up to")
         space = enumerate_states(compiled, sources, bounds, key_species, radix, parameters,
@@ -688,10 +909,12 @@ def _solve_transient_segment(compiled, sources, probabilities, times, bounds, to
         matrix, n_sinks = build_generator(compiled, space, parameters)
         p0 = np.zeros(matrix.shape[0])
         np.add.at(p0, space.index_of(sources), probabilities)
-        solution = _propagate(matrix, p0, times, method)
+        info = {"fsp_rounds": rounds}
+        solution = _propagate(matrix, p0, times, method,
+                              tolerance=_integration_tolerance(tol), info=info)
         leaked = solution[:, space.n_states:].sum(axis=1)
         if leaked[-1] <= tol:
-            return _Segment(space, solution[:, :space.n_states], leaked)
+            return _Segment(space, solution[:, :space.n_states], leaked, info)
         bounded = np.nonzero(bounds >= 0)[0]
         sink_mass = solution[-1, space.n_states:space.n_states + len(bounded)]
         grow = bounded[sink_mass > tol / (2 * max(len(bounded), 1))]
@@ -797,7 +1020,7 @@ def output_values(compiled, states: np.ndarray, parameters: np.ndarray,
 
 
 def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | None = None,
-              method: str = "krylov") -> CMEResult:
+              method: str = "auto") -> CMEResult:
     """Transient distribution of the CME by adaptive finite state projection.
 
     Parameters
@@ -809,7 +1032,12 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
         Bound on the total probability that leaves the state set (the L1 error).
     max_states : int, optional
         Refuse larger state sets (default: what fits in a quarter of the memory).
-    method : {"krylov", "ode"}
+    method : {"auto", "krylov", "krylov_iop", "ode"}
+        Time integration (``METHODS``). ``run_info["method"]`` is the method that ran
+        (``"auto"`` resolved; ``methods_used`` lists them per segment); it also holds the
+        summed local error estimates of the time integration (``integration_error``, a
+        2-norm estimate held far below ``tol``; not part of ``error_bounds``, which
+        certify the truncation) and the Krylov step counts.
 
     Returns
     -------
@@ -837,6 +1065,8 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     snapshots: list[np.ndarray] = [parameters] * len(times)  # parameters at each output
     errors = np.zeros(len(times))
     largest = 0
+    integration = {"methods_used": [], "integration_error": 0.0, "krylov_steps": 0,
+                   "krylov_rejected": 0, "matrix_products": 0, "fsp_rounds": 0}
     for stop, event_index in schedule + [(times[-1], None)]:
         outputs = [k for k, t in enumerate(times) if t_now <= t <= stop and
                    distributions[k] is None and not (event_index is not None and t == stop)]
@@ -845,6 +1075,7 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
         segment = _solve_transient_segment(compiled, sources, probabilities, local, bounds,
                                            tol - leaked_before, max_states, method, parameters)
         largest = max(largest, segment.space.n_states)
+        _add_integration_info(integration, segment.info)
         for k in outputs:
             row = int(np.searchsorted(local, times[k] - t_now))
             distributions[k] = (segment.space.states, segment.probabilities[row])
@@ -868,9 +1099,22 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
                     for k, (states, _) in enumerate(distributions))
     return CMEResult(network=network, times=times, distributions=tuple(distributions),
                      error_bounds=errors, outputs=outputs, run_info={
-                         "method": method, "tol": tol, "max_states": max_states,
+                         "tol": tol, "max_states": max_states,
                          "n_states": largest, "wall_time": wallclock.perf_counter() - started,
-                         "stationary": False})
+                         "stationary": False, **integration,
+                         "method": "+".join(integration["methods_used"]),
+                         "requested_method": method})
+
+
+def _add_integration_info(total: dict, segment: dict) -> None:
+    """Accumulate one segment's time-integration statistics into ``total``."""
+    if segment["method"] not in total["methods_used"]:
+        total["methods_used"].append(segment["method"])
+    total["integration_error"] += segment["integration_error"]
+    total["krylov_steps"] += segment.get("steps", 0)
+    total["krylov_rejected"] += segment.get("rejected", 0)
+    total["matrix_products"] += segment.get("products", 0)
+    total["fsp_rounds"] += segment["fsp_rounds"]
 
 
 def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | None = None,
@@ -1130,4 +1374,4 @@ def _check_options(tol: float, method: str) -> None:
     if not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise OptionsError(f"tol must be between 0 and 1, got {tol!r}")
     if method not in METHODS:
-        raise OptionsError(f"method must be one of {METHODS}, got {method!r}")
+        raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")

@@ -520,7 +520,7 @@ def test_methods_agree_within_their_bounds():
     network = dimerisation()
     times = np.array([0.0, 0.3, 1.0, 4.0])
     results = {method: solve_cme(network, times, method=method) for method in METHODS}
-    assert set(METHODS) == {"krylov", "ode"}
+    assert {"krylov", "ode"} <= set(METHODS)
     one, two = results["krylov"], results["ode"]
     for k, t in enumerate(times):
         a = one.distribution(t).set_index(["P", "P2"])["probability"]
