@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import csv
 import pathlib
+import warnings
 
 import numpy as np
 import pytest
+import scipy.sparse
+import scipy.sparse.linalg
 
 import sbml_cme
 from sbml_cme import ConvergenceError, UnsupportedFeatureError
-from sbml_cme.analyses import solve_lna
+from sbml_cme.analyses import lna, solve_lna
+from sbml_cme.kinetics import compile_network
 from conftest import make_sbml
 
 MODELS = pathlib.Path(__file__).resolve().parents[2] / "models" / "biomodels"
@@ -101,8 +105,9 @@ def dimer_stationary_moments(birth: float, annihilation: float, n_max: int):
     """Exact stationary mean and variance of 0 -> A (rate ``birth``), 2A -> 0 (propensity
     ``annihilation * n (n - 1)``), from the master equation on {0..n_max}.
 
-    The generator Q (columns sum to zero) is solved for Q pi = 0, sum pi = 1 by least
-    squares; n_max is chosen by the caller so that pi(n_max) is negligible.
+    The generator Q (columns sum to zero) is solved for Q pi = 0, sum pi = 1 (one
+    redundant balance equation replaced by the normalisation); n_max is chosen by the
+    caller so that pi(n_max) is negligible.
     """
     states = np.arange(n_max + 1)
     generator = np.zeros((n_max + 1, n_max + 1))
@@ -114,10 +119,10 @@ def dimer_stationary_moments(birth: float, annihilation: float, n_max: int):
             rate = annihilation * n * (n - 1)
             generator[n - 2, n] += rate
             generator[n, n] -= rate
-    system = np.vstack([generator, np.ones(n_max + 1)])
-    right = np.zeros(n_max + 2)
+    generator[-1] = 1.0
+    right = np.zeros(n_max + 1)
     right[-1] = 1.0
-    pi = np.linalg.lstsq(system, right, rcond=None)[0]
+    pi = scipy.sparse.linalg.spsolve(scipy.sparse.csc_matrix(generator), right)
     mean = pi @ states
     return mean, pi @ (states - mean) ** 2
 
@@ -182,6 +187,131 @@ def test_steady_state_with_conservation_laws_equals_roadrunner():
     assert compared >= 20
 
 
+def test_biomd0019_steady_state_equals_long_roadrunner_run():
+    # Schoeberl 2002 EGF-MAPK (94 species, 13 conservation laws among the rest): three
+    # sinks (x13, x86, x87) that no rate law reads accumulate for ever, so roadrunner's
+    # steadyState() fails; the other species settle. Reference: a long, tight simulation.
+    roadrunner = pytest.importorskip("roadrunner")
+    path = MODELS / "BIOMD0000000019.xml"
+    network = sbml_cme.read_sbml(path)
+    with pytest.warns(UserWarning, match="x13.*x86.*x87"):
+        result = solve_lna(network)
+    stats = result.stats(units="model")
+    runner = roadrunner.RoadRunner(str(path))
+    runner.integrator.relative_tolerance = 1e-10
+    runner.integrator.absolute_tolerance = 1e-14
+    runner.simulate(0, 1e5, 2)
+    rates = dict(zip(runner.model.getFloatingSpeciesIds(), runner.getRatesOfChange()))
+    sinks = result.run_info["undetermined_species"]
+    assert sorted(sinks) == ["x13", "x86", "x87"]
+    compared = 0
+    for species in runner.model.getFloatingSpeciesIds():
+        if species not in network.species_index:
+            continue
+        declared = network.species[network.species_index[species]].has_only_substance_units
+        value = runner[species] if declared else runner[f"[{species}]"]
+        ours = stats[f"{species}-mean"].iloc[0]
+        if species in sinks:  # no stationary law; its net change is roadrunner's rate
+            assert np.isnan(ours)
+            scale = network.species_scale(species, "model")
+            assert sinks[species] / scale == pytest.approx(rates[species], rel=1e-6)
+            continue
+        assert abs(ours - value) / (1e-12 + 1e-6 * abs(value)) < 1, species
+        compared += 1
+    assert compared == 90
+    determined = ~np.isnan(result.means[0])
+    assert np.all(np.isfinite(result.covariances[0][np.ix_(determined, determined)]))
+    assert result.run_info["max_real_eigenvalue"] < 0
+
+
+def test_counter_species_left_undetermined():
+    # Birth-death X plus a counter Y of births that no rate law reads: X is Poisson at
+    # its steady state, Y has no stationary law (it grows at rate k for ever).
+    network = sbml_cme.read_sbml_string(make_sbml(
+        {"X": 0, "Y": 0}, [("birth", {}, {"X": 1, "Y": 1}, "k"), ("death", {"X": 1}, {}, "d * X")],
+        parameters={"k": 20.0, "d": 2.0}))
+    with pytest.warns(UserWarning, match="Y"):
+        result = solve_lna(network)
+    assert result.means[0, 0] == pytest.approx(10.0, rel=1e-8)
+    assert result.variances[0, 0] == pytest.approx(10.0, rel=1e-8)
+    assert np.isnan(result.means[0, 1]) and np.isnan(result.covariances[0, 1]).all()
+    assert result.run_info["undetermined_species"] == pytest.approx({"Y": 20.0})
+
+
+def test_sink_in_a_conservation_law_is_determined():
+    # A <-> B -> C with C read by no rate law: C = total - A - B, so it has a steady state.
+    network = sbml_cme.read_sbml_string(make_sbml(
+        {"A": 50, "B": 0, "C": 0},
+        [("f", {"A": 1}, {"B": 1}, "k1 * A"), ("b", {"B": 1}, {"A": 1}, "k2 * B"),
+         ("out", {"B": 1}, {"C": 1}, "k3 * B")],
+        parameters={"k1": 1.0, "k2": 1.0, "k3": 0.5}))
+    result = solve_lna(network)
+    assert result.run_info["undetermined_species"] == {}
+    assert result.means[0, :3] == pytest.approx([0.0, 0.0, 50.0], abs=1e-6)
+
+
+def hill_network(hill: float):
+    return sbml_cme.read_sbml_string(make_sbml(
+        {"R": 0, "P": 0},
+        [("make", {}, {"P": 1}, "v * K^n / (K^n + R^n)"), ("decay", {"P": 1}, {}, "d * P"),
+         ("act", {}, {"R": 1}, "v * P^n / (K^n + P^n)"), ("rdecay", {"R": 1}, {}, "d * R")],
+        parameters={"v": 50.0, "K": 10.0, "n": hill, "d": 1.0}))
+
+
+@pytest.mark.parametrize("hill", [2.5, 1.0, 4.0])
+def test_hill_jacobian_exact_at_zero_counts(hill):
+    # d/dx x^n/(K^n + x^n) = n K^n x^(n-1) / (K^n + x^n)^2: 0 at x = 0 for n > 1, 1/K for
+    # n = 1 (sympy's own form n x^n / (x (...)) is 0/0 there).
+    network = hill_network(hill)
+    derivatives = lna.derivatives(network)
+    jacobian = derivatives.propensity_jacobian(np.zeros(2), network.parameter_values, 0.0,
+                                               4, 2)
+    expected = 50.0 / 10.0 if hill == 1.0 else 0.0
+    assert jacobian[2, 1] == pytest.approx(expected, abs=1e-12)
+    assert np.all(np.isfinite(jacobian))
+    # Away from zero, the same entries agree with central differences of the kernel.
+    x = np.array([3.0, 7.0])
+    jacobian = derivatives.propensity_jacobian(x, network.parameter_values, 0.0, 4, 2)
+    compiled = compile_network(network)
+    for i in range(2):
+        step = np.eye(2)[i] * 1e-6
+        column = (compiled.propensities(x + step, 0.0, True) -
+                  compiled.propensities(x - step, 0.0, True)) / 2e-6
+        assert jacobian[:, i] == pytest.approx(column, rel=1e-6, abs=1e-9)
+
+
+def test_undefined_derivative_replaced_by_its_limit():
+    # a = k X^2 / (X + X^2) (= k X / (1 + X)): da/dX = k X^2 / (X + X^2)^2 is 0/0 at
+    # X = 0, limit k.
+    network = sbml_cme.read_sbml_string(make_sbml(
+        {"X": 0}, [("make", {}, {"X": 1}, "k * X^2 / (X + X^2)"),
+                   ("decay", {"X": 1}, {}, "d * X")], parameters={"k": 3.0, "d": 1.0}))
+    jacobian = lna.derivatives(network).propensity_jacobian(
+        np.zeros(1), network.parameter_values, 0.0, 2, 1)
+    assert jacobian[0, 0] == pytest.approx(3.0, rel=1e-12)
+
+
+def test_time_dependent_lna_from_zero_counts_with_hill_laws():
+    # The Jacobian at the all-zero start is exact (no 0/0), so the covariance ODE starts.
+    result = solve_lna(hill_network(2.5), np.linspace(0.0, 5.0, 6))
+    assert np.all(np.isfinite(result.covariances))
+    assert np.all(result.variances[1:, 1] > 0)
+
+
+def test_oscillator_refused_naming_the_unstable_steady_state():
+    # Brusselator with b > 1 + a^2 (in concentrations): a limit cycle around an unstable
+    # focus. The steady-state LNA must refuse and point to the time-dependent LNA.
+    omega = 100.0
+    network = sbml_cme.read_sbml_string(make_sbml(
+        {"X": 100, "Y": 300},
+        [("in", {}, {"X": 1}, "a * omega"), ("conv", {"X": 1}, {"Y": 1}, "b * X"),
+         ("auto", {"X": 2, "Y": 1}, {"X": 3}, "X * X * Y / omega^2"),
+         ("out", {"X": 1}, {}, "X")],
+        parameters={"a": 1.0, "b": 3.0, "omega": omega}))
+    with pytest.raises(ConvergenceError, match="not stable.*time-dependent LNA"):
+        solve_lna(network)
+
+
 # -- refusals -----------------------------------------------------------------------------------
 def test_events_refused_naming_the_event(birth_death_sbml):
     sbml = make_sbml({"X": 0}, [("birth", {}, {"X": 1}, "k"), ("death", {"X": 1}, {}, "X")],
@@ -212,8 +342,15 @@ def test_biomodel_lna_status_matches_index(row):
         return
     network = sbml_cme.read_sbml(MODELS / f"{row['id']}.xml", **_options(row["read_options"]))
     if status == "steady state":
-        result = solve_lna(network)
-        assert np.all(np.isfinite(result.covariances))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the warning names the undetermined species
+            result = solve_lna(network)
+        undetermined = result.run_info["undetermined_species"]
+        determined = [i for i, s in enumerate(network.species_ids) if s not in undetermined]
+        assert np.all(np.isfinite(result.covariances[0][np.ix_(determined, determined)]))
+        assert np.all(np.isnan(result.means[0, [network.species_index[s]
+                                                for s in undetermined]]))
+        assert all(species in row["lna_reason"] for species in undetermined)
         assert result.run_info["max_real_eigenvalue"] < 0
     elif status == "unsupported":
         with pytest.raises(UnsupportedFeatureError) as caught:
