@@ -33,8 +33,67 @@ def _scales(network: Network, units: str) -> np.ndarray:
                     [network.output_scale(o, units) for o in network.outputs], dtype=float)
 
 
-@dataclass(frozen=True)
-class DeterministicResult:
+def _format_times(times: np.ndarray) -> str:
+    if len(times) == 1 and np.isinf(times[0]):
+        return "stationary"
+    return f"{times[0]:g} to {times[-1]:g} ({len(times)} points)"
+
+
+def _format_value(value, quote: bool = False) -> str:
+    """A fact for display: 4 significant digits, thousands separated (not in a repr)."""
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.4g}"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+        return str(int(value)) if quote else f"{int(value):,}"
+    return repr(value) if quote and isinstance(value, str) else str(value)
+
+
+class Displayed:
+    """Concise ``repr`` and a Jupyter summary (``_repr_html_``) for result classes.
+
+    A subclass (declared with ``@dataclass(repr=False)``) implements ``_summary()``,
+    returning (title, facts, table): a heading, an ordered dict of the run's key facts
+    and the table whose first rows are shown (with the accessor that gives all of it).
+    """
+
+    #: Rows of the table shown in a notebook.
+    DISPLAY_ROWS = 10
+
+    def _summary(self) -> tuple[str, dict, pd.DataFrame, str]:
+        """(title, facts, table, name of the method giving the whole table)."""
+        raise NotImplementedError
+
+    def _common_facts(self) -> dict:
+        network = self.network
+        facts = {"n_species": len(network.species)}
+        if network.outputs:
+            facts["n_outputs"] = len(network.outputs)
+        facts["times"] = _format_times(np.asarray(self.times))
+        return facts
+
+    def __repr__(self) -> str:
+        _, facts, _, _ = self._summary()
+        items = ", ".join(f"{key}={_format_value(value, quote=True)}"
+                          for key, value in facts.items())
+        return f"{type(self).__name__}({items})"
+
+    def _repr_html_(self) -> str:
+        import html
+
+        title, facts, table, accessor = self._summary()
+        rows = "".join(f"<tr><th style='text-align:left'>{html.escape(key)}</th>"
+                       f"<td style='text-align:left'>{html.escape(_format_value(value))}</td></tr>"
+                       for key, value in facts.items())
+        shown = table.head(self.DISPLAY_ROWS)
+        more = (f"<p>first {len(shown)} of {len(table)} rows; all of them: "
+                f"<code>.{html.escape(accessor)}</code></p>" if len(table) > len(shown) else "")
+        return (f"<div><p><b>{html.escape(title)}</b> "
+                f"<code>{html.escape(type(self).__name__)}</code></p>"
+                f"<table>{rows}</table>{shown.to_html(index=False)}{more}</div>")
+
+
+@dataclass(frozen=True, repr=False)
+class DeterministicResult(Displayed):
     """Solution of the network's rate equations.
 
     Attributes
@@ -58,12 +117,15 @@ class DeterministicResult:
         frame.insert(0, "time", self.times)
         return frame
 
-    def _repr_html_(self) -> str:
-        return self.to_wide().head(20).to_html()
+    def _summary(self):
+        facts = {"method": "ode", **self._common_facts(),
+                 "solver": self.run_info.get("method", ""),
+                 "wall_time_s": self.run_info.get("wall_time", float("nan"))}
+        return "Rate equations (deterministic)", facts, self.to_wide(), "to_wide()"
 
 
-@dataclass(frozen=True)
-class EnsembleResult:
+@dataclass(frozen=True, repr=False)
+class EnsembleResult(Displayed):
     """An ensemble of stochastic trajectories sampled at fixed times.
 
     Attributes
@@ -130,14 +192,22 @@ class EnsembleResult:
             "species": np.tile(columns, n_traj * n_times),
             "value": self.states.ravel()})
 
-    def _repr_html_(self) -> str:
-        head = (f"<p><b>{self.method}</b> ensemble: {self.n_trajectories} trajectories, "
-                f"{len(self.times)} time points, {self.total_events} events</p>")
-        return head + self.stats().head(20).to_html()
+    def _summary(self):
+        info = self.run_info
+        steps = "total_steps" if self.method == "cle" else "total_events"
+        facts = {"method": self.method, **self._common_facts(),
+                 "n_trajectories": self.n_trajectories, steps: self.total_events}
+        for key in ("algorithm", "seed", "dt", "clipped_fraction", "threads", "dask"):
+            if key in info:
+                facts[key] = info[key]
+        facts["wall_time_s"] = info.get("wall_time", float("nan"))
+        title = {"ssa": "SSA ensemble (exact)", "cle": "Chemical Langevin ensemble"}.get(
+            self.method, f"{self.method} ensemble")
+        return title, facts, self.stats(), "stats()"
 
 
-@dataclass(frozen=True)
-class CMEResult:
+@dataclass(frozen=True, repr=False)
+class CMEResult(Displayed):
     """Distributions from the chemical master equation (finite state projection).
 
     Attributes
@@ -249,13 +319,17 @@ class CMEResult:
             frame[f"{s}-sd"] = np.sqrt(np.maximum(rows["variance"].to_numpy(), 0.0))
         return pd.DataFrame(frame)
 
-    def _repr_html_(self) -> str:
-        return (f"<p><b>CME</b> (finite state projection): {self.n_states} states, "
-                f"certified L1 error {self.error_bound:.3g}</p>" + self.stats().to_html())
+    def _summary(self):
+        facts = {"method": "cme", **self._common_facts(), "n_states": self.n_states,
+                 "error_bound_l1": self.error_bound,
+                 "solver": self.run_info.get("method", ""),
+                 "wall_time_s": self.run_info.get("wall_time", float("nan"))}
+        return ("CME (finite state projection, certified L1 error bound)", facts,
+                self.stats(), "stats()")
 
 
-@dataclass(frozen=True)
-class LNAResult:
+@dataclass(frozen=True, repr=False)
+class LNAResult(Displayed):
     """Linear noise approximation: Gaussian means and covariances of molecule counts.
 
     Attributes
@@ -348,6 +422,10 @@ class LNAResult:
             frame[f"{column}-sd"] = sd[:, k] / scales[k]
         return pd.DataFrame(frame)
 
-    def _repr_html_(self) -> str:
-        return f"<p><b>LNA</b> ({self.run_info.get('mode', '')})</p>" + \
-            self.stats().head(20).to_html()
+    def _summary(self):
+        facts = {"method": "lna", "mode": self.run_info.get("mode", ""),
+                 **self._common_facts()}
+        if "max_real_eigenvalue" in self.run_info:
+            facts["max_real_eigenvalue"] = self.run_info["max_real_eigenvalue"]
+        facts["wall_time_s"] = self.run_info.get("wall_time", float("nan"))
+        return "Linear noise approximation", facts, self.noise, "noise"

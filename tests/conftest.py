@@ -87,6 +87,15 @@ def birth_death_sbml():
                      parameters={"k": 10.0, "d": 1.0})
 
 
+@pytest.fixture(scope="module")
+def birth_death_network():
+    """The birth_death_sbml model as a Network (module scope: compiled once per file)."""
+    import sbml_cme
+    return sbml_cme.read_sbml_string(make_sbml(
+        {"X": 0}, [("birth", {}, {"X": 1}, "k"), ("death", {"X": 1}, {}, "d * X")],
+        parameters={"k": 10.0, "d": 1.0}))
+
+
 def standardized_mean(sample_mean, n, mu, sigma):
     """The SBML test suite's Z statistic: sqrt(n) (mean - mu) / sigma."""
     return np.sqrt(n) * (np.asarray(sample_mean) - mu) / sigma

@@ -33,7 +33,8 @@ exactly (the last step before each is shortened).
 Random numbers: the xoshiro256+ per-trajectory streams of the SSA (same seed, same
 ensemble whatever the number of threads), Gaussians by Box-Muller.
 
-Refused: events (UnsupportedFeatureError naming the event).
+Refused: events (UnsupportedFeatureError naming the event) and bursts (naming the reaction:
+one Wiener process per channel cannot carry a random jump size).
 """
 
 from __future__ import annotations
@@ -46,11 +47,12 @@ import numpy as np
 from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
-from ..kinetics import channel_propensity, compile_network, run_program
+from ..kinetics import CompiledNetwork, channel_propensity, compile_network, run_program
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
-from .ensemble import thread_count
+from .ensemble import (concatenate, dask_blocks, local_blocks, map_blocks,
+                       task_may_use_parallel_kernel, thread_count)
 from .ssa import _xoshiro, trajectory_streams
 
 METHODS = {"euler": 0, "weak2": 1}
@@ -59,6 +61,7 @@ METHODS = {"euler": 0, "weak2": 1}
 DT_FACTOR = 0.01
 
 _OK, _BAD_PROPENSITY = 0, 1
+_BLOCK = 64  # trajectories per local block (progress granularity)
 
 
 # -- random numbers: the SSA's xoshiro256+ generator and per-trajectory streams -------------
@@ -244,18 +247,36 @@ def _trajectory(data, output_program, pair_index, pair_orientation, n_pairs, x0,
     return _OK, steps, clipped, -1, t
 
 
+@numba.njit(cache=True)
+def _run_trajectory(data, output_program, pair_index, pair_orientation, n_pairs, x0, p, times,
+                    dt, method, states, out, report, i):
+    """Trajectory ``i`` of a block into ``out[i]`` and ``report[i]``."""
+    status, steps, clipped, channel, when = _trajectory(
+        data, output_program, pair_index, pair_orientation, n_pairs, x0, p, times, dt,
+        method, states[i], out[i])
+    report[i, 0] = status
+    report[i, 1] = steps
+    report[i, 2] = clipped
+    report[i, 3] = channel
+    report[i, 4] = when
+
+
 @numba.njit(cache=True, parallel=True)
 def _ensemble(data, output_program, pair_index, pair_orientation, n_pairs, x0, p, times, dt,
               method, states, out, report):
     for i in prange(states.shape[0]):
-        status, steps, clipped, channel, when = _trajectory(
-            data, output_program, pair_index, pair_orientation, n_pairs, x0, p, times, dt,
-            method, states[i], out[i])
-        report[i, 0] = status
-        report[i, 1] = steps
-        report[i, 2] = clipped
-        report[i, 3] = channel
-        report[i, 4] = when
+        _run_trajectory(data, output_program, pair_index, pair_orientation, n_pairs, x0, p,
+                        times, dt, method, states, out, report, i)
+
+
+@numba.njit(cache=True)
+def _ensemble_serial(data, output_program, pair_index, pair_orientation, n_pairs, x0, p, times,
+                     dt, method, states, out, report):
+    """:func:`_ensemble` on the calling thread only, for Dask tasks where numba's threading
+    layer is not thread-safe (see ``ensemble.task_may_use_parallel_kernel``)."""
+    for i in range(states.shape[0]):
+        _run_trajectory(data, output_program, pair_index, pair_orientation, n_pairs, x0, p,
+                        times, dt, method, states, out, report, i)
 
 
 # -- set-up --------------------------------------------------------------------------------------
@@ -324,11 +345,19 @@ def check_cle_support(network: Network) -> None:
         raise UnsupportedFeatureError(
             "events", network.events[0].id, analysis="simulate_cle",
             hint="Use simulate_ssa (exact events) or simulate_deterministic.")
+    for reaction in network.reactions:
+        if reaction.burst is not None:
+            raise UnsupportedFeatureError(
+                "a translational burst", reaction.id, analysis="simulate_cle",
+                hint="The CLE's one Wiener process per channel cannot carry a random burst "
+                     "size; use simulate_ssa or solve_cme (exact), or solve_lna (its "
+                     "diffusion uses E[B^2]).")
 
 
 def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
                  seed: int | None = None, dt: float | None = None, method: str = "euler",
-                 n_jobs: int | None = None) -> EnsembleResult:
+                 n_jobs: int | None = None, progress: bool = False,
+                 client=None) -> EnsembleResult:
     """Simulate the chemical Langevin equation for an ensemble of trajectories.
 
     Parameters
@@ -345,6 +374,11 @@ def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
         ``"euler"`` or ``"weak2"`` (see ``METHODS``).
     n_jobs : int, optional
         Threads (default: all cores); results do not depend on it.
+    progress : bool
+        Show a progress bar over blocks of trajectories.
+    client : dask.distributed.Client, optional
+        Run blocks of trajectories as tasks on this Dask cluster; the same seed gives
+        the same ensemble whatever the number of workers.
 
     Returns
     -------
@@ -364,30 +398,71 @@ def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
     if not (np.isfinite(dt) and dt > 0):
         raise OptionsError(f"dt must be a positive number of time units, got {dt!r}")
     compiled = compile_network(network)
-    data = compiled.data
-    pair_index, orientation, n_pairs = levy_pairs(data.dependents_ptr, data.dependents)
     started = wallclock.perf_counter()
     streams = trajectory_streams(seed, int(n_trajectories))
-    n_columns = len(network.species) + len(network.outputs)
-    out = np.zeros((n_trajectories, len(times), n_columns))
-    report = np.zeros((n_trajectories, 5))
     threads = thread_count(n_jobs)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        _ensemble(data, compiled.output_program, pair_index, orientation, n_pairs,
-                  network.initial_counts, compiled.parameter_vector(), times, float(dt),
-                  METHODS[method], streams, out, report)
-    finally:
-        numba.set_num_threads(previous)
+    data = compiled.data
+    shared = (compiled, levy_pairs(data.dependents_ptr, data.dependents),
+              network.initial_counts, times, float(dt), METHODS[method])
+    if client is not None:
+        parts = map_blocks(_cle_task, shared,
+                           [(streams[a:b],) for a, b in dask_blocks(n_trajectories, client)],
+                           client=client, progress=progress, description="CLE")
+        out, report = concatenate(parts)
+    else:
+        n_columns = len(network.species) + len(network.outputs)
+        out = np.zeros((n_trajectories, len(times), n_columns))
+        report = np.zeros((n_trajectories, 5))
+        previous = numba.get_num_threads()
+        numba.set_num_threads(threads)
+        try:
+            for start, stop in local_blocks(n_trajectories, _BLOCK, progress, "CLE"):
+                run_block(*shared, streams[start:stop], out[start:stop], report[start:stop])
+        finally:
+            numba.set_num_threads(previous)
     _raise_failures(network, report)
     steps = report[:, 1].astype(np.int64)
     clipped = int(report[:, 2].sum())
     return EnsembleResult(network, times, out, steps, method="cle", run_info={
         "algorithm": method, "seed": seed, "n_trajectories": int(n_trajectories),
-        "dt": float(dt), "threads": threads, "clipped_steps": clipped,
+        "dt": float(dt), "threads": threads, "dask": client is not None,
+        "clipped_steps": clipped,
         "clipped_fraction": clipped / max(int(steps.sum()), 1),
         "wall_time": wallclock.perf_counter() - started})
+
+
+def run_block(compiled: CompiledNetwork, pairs: tuple, x0: np.ndarray, times: np.ndarray,
+              dt: float, method_code: int, streams: np.ndarray, out: np.ndarray,
+              report: np.ndarray, parallel: bool = True) -> None:
+    """Simulate one trajectory per stream into ``out``/``report`` (views).
+
+    Parameters
+    ----------
+    pairs : tuple
+        :func:`levy_pairs` of the network's dependency graph.
+    streams : ndarray of uint64, shape (n, 4)
+        xoshiro256+ states, one per trajectory (not modified).
+    out : ndarray, shape (n, n_times, n_species + n_outputs)
+    report : ndarray, shape (n, 5)
+        (status, steps, clipped steps, failing channel, failure time) per trajectory.
+    parallel : bool
+        Spread the block over numba's threads; False runs it on the calling thread.
+    """
+    pair_index, orientation, n_pairs = pairs
+    kernel = _ensemble if parallel else _ensemble_serial
+    kernel(compiled.data, compiled.output_program, pair_index, orientation, n_pairs, x0,
+           compiled.parameter_vector(), times, dt, method_code, streams.copy(), out, report)
+
+
+def _cle_task(compiled: CompiledNetwork, pairs, x0, times, dt, method_code, streams):
+    """One Dask task: a block of trajectories on one worker thread (the unit of
+    parallelism on a cluster); returns (out, report)."""
+    n_columns = len(compiled.network.species) + len(compiled.network.outputs)
+    out = np.zeros((len(streams), len(times), n_columns))
+    report = np.zeros((len(streams), 5))
+    run_block(compiled, pairs, x0, times, dt, method_code, streams, out, report,
+              parallel=task_may_use_parallel_kernel())
+    return out, report
 
 
 def _raise_failures(network: Network, report: np.ndarray) -> None:

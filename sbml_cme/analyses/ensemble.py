@@ -7,13 +7,14 @@ seed gives the same ensemble on one core, on all cores, or on any number of Dask
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable, Sequence
 
 import numpy as np
 
 from ..errors import OptionsError
 
-#: Trajectories per Dask task (large enough to amortise the per-task overhead).
+#: Most trajectories per Dask task (large enough to amortise the per-task overhead).
 DASK_BLOCK = 256
 
 
@@ -42,7 +43,11 @@ def map_blocks(function: Callable, shared: tuple, blocks: Sequence[tuple], *, cl
         from distributed import as_completed
     except ImportError:  # pragma: no cover - distributed is a dependency
         raise OptionsError("client= needs dask.distributed (pip install 'dask[distributed]')")
-    shared_futures = [client.scatter(item, broadcast=True) for item in shared]
+    # hash=False: unique keys. With content-hashed keys, a second call sharing an object
+    # with the previous one (the same compiled network) reuses its key, and the previous
+    # call's release can reach the scheduler after the new scatter: the new tasks then
+    # fail with "lost dependencies".
+    shared_futures = [client.scatter(item, broadcast=True, hash=False) for item in shared]
     futures = [client.submit(function, *shared_futures, *block, pure=False) for block in blocks]
     if progress:
         from tqdm.auto import tqdm
@@ -50,6 +55,21 @@ def map_blocks(function: Callable, shared: tuple, blocks: Sequence[tuple], *, cl
                       unit="task"):
             pass
     return client.gather(futures)
+
+
+def task_may_use_parallel_kernel() -> bool:
+    """Prepare a Dask task's thread: one numba thread; True when the ``prange`` kernel may
+    run here, False when the task must use the serial kernel.
+
+    The ``prange`` kernels run on one thread as fast as their serial twins or faster (the
+    CLE's twice as fast: numba compiles a ``prange`` body differently), but launching them
+    from several threads of one process at once is only safe with a thread-safe numba
+    threading layer (TBB or OpenMP); ``workqueue``, numba's fallback, aborts the process.
+    """
+    import numba
+
+    numba.set_num_threads(1)  # thread-local: a worker thread is the unit of parallelism
+    return numba.threading_layer() in ("tbb", "omp")
 
 
 def thread_count(n_jobs: int | None) -> int:
@@ -75,13 +95,47 @@ def connect(address: str | None):
     try:
         return Client(address, timeout="20s")
     except (OSError, TimeoutError) as error:
-        raise OptionsError(f"cannot reach the Dask scheduler at {address}: {error}") from None
+        raise OptionsError(f"cannot reach the Dask scheduler at {address}: {error}. Check the "
+                           "address (tcp://host:8786) and that `dask scheduler` runs there, "
+                           "or drop --dask-scheduler to run locally") from None
+
+
+@contextmanager
+def dask_client(address: str | None):
+    """``with dask_client(address) as client``: :func:`connect`, closed on exit (so no
+    client outlives the command that needed it)."""
+    client = connect(address)
+    try:
+        yield client
+    finally:
+        if client is not None:
+            client.close()
 
 
 def block_bounds(n_trajectories: int, block: int) -> list[tuple[int, int]]:
     """(start, stop) of consecutive blocks covering ``n_trajectories``."""
     return [(start, min(start + block, n_trajectories))
             for start in range(0, n_trajectories, block)]
+
+
+def dask_blocks(n_trajectories: int, client) -> list[tuple[int, int]]:
+    """(start, stop) of the Dask tasks of an ensemble: at most ``DASK_BLOCK`` trajectories
+    each, and at least two tasks per worker thread when the ensemble allows, so a small
+    ensemble still spreads over the cluster. (Where the cuts fall does not change the
+    numbers: every trajectory has its own stream.)"""
+    threads = max(sum(client.nthreads().values()), 1)
+    size = min(DASK_BLOCK, max(1, -(-n_trajectories // (2 * threads))))
+    return block_bounds(n_trajectories, size)
+
+
+def local_blocks(n_trajectories: int, block: int, progress: bool = False,
+                 description: str = "ensemble"):
+    """:func:`block_bounds`, wrapped in a tqdm progress bar when ``progress``."""
+    bounds = block_bounds(n_trajectories, block)
+    if progress:
+        from tqdm.auto import tqdm
+        return tqdm(bounds, desc=description, unit="block")
+    return bounds
 
 
 def concatenate(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:

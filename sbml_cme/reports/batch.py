@@ -1,19 +1,25 @@
 """Run analyze() over many models: per-model time limits, keep going past failures,
-resumable, with a status table.
+resumable, with a status table; locally or as Dask tasks.
 
-Each model runs in its own process (so a time limit can stop it cleanly and a crash cannot
-take the batch down) and writes its report to ``OUT/<model name>/``. A model is finished
-when ``OUT/<model name>/status.json`` exists; a rerun skips finished models. The status
-table ``OUT/status.csv`` has one row per model: ``model, status, element, reason,
-seconds`` with status ``ok``, ``unsupported`` (with the SBML element and the reason),
-``failed`` (with the error) or ``timeout``.
+Each model runs in its own Python process (so a time limit can stop it cleanly and a
+crash cannot take the batch down) and writes its report to ``OUT/<model name>/``. With a
+Dask client every model is one task; the task starts that process on a worker, so the
+time limit holds there too (``OUT`` and the models must then be on a file system the
+workers share). A model is finished when ``OUT/<model name>/status.json`` exists; a rerun
+skips finished models. The status table ``OUT/status.csv`` (rewritten after every model)
+has one row per model: ``model, status, element, reason, seconds`` with status ``ok``,
+``unsupported`` (with the SBML element and the reason), ``failed`` (with the error) or
+``timeout``; a timeout is not marked finished (it may succeed with a larger limit).
 """
 
 from __future__ import annotations
 
+import base64
 import json
-import multiprocessing
 import os
+import pickle
+import subprocess
+import sys
 import time as wallclock
 import traceback
 from pathlib import Path
@@ -23,6 +29,9 @@ import pandas as pd
 from ..errors import OptionsError, SbmlCmeError, UnsupportedFeatureError
 
 STATUS_COLUMNS = ["model", "status", "element", "reason", "seconds"]
+
+#: Prefix of the line on which the child process reports its status row.
+_ROW_MARKER = "SBML_CME_BATCH_ROW "
 
 
 def collect_models(inputs: list[str | os.PathLike]) -> list[Path]:
@@ -62,15 +71,17 @@ def index_read_options(models: list[Path]) -> dict[Path, dict]:
     return options
 
 
-def _run_one(model: str, directory: str, options: dict, queue) -> None:
-    """Child process: analyze one model, write its report, report the status."""
+def _child_main() -> None:
+    """Child process: analyze the model described on stdin, write its report, print the
+    status row."""
+    job = pickle.loads(base64.b64decode(sys.stdin.read()))
     started = wallclock.perf_counter()
-    row = {"model": model, "status": "ok", "element": "", "reason": ""}
+    row = {"model": job["model"], "status": "ok", "element": "", "reason": ""}
     try:
         from .analyze import analyze
 
-        report = analyze(model, progress=False, **options)
-        report.write(directory)
+        report = analyze(job["model"], progress=False, **job["options"])
+        report.write(job["directory"])
         row["reason"] = report.summary().splitlines()[-1].strip()
     except UnsupportedFeatureError as error:
         row.update(status="unsupported", element=error.element_id or "", reason=str(error))
@@ -80,11 +91,54 @@ def _run_one(model: str, directory: str, options: dict, queue) -> None:
         row.update(status="failed", reason=f"{type(error).__name__}: {error}; "
                    + traceback.format_exc(limit=2).replace("\n", " | "))
     row["seconds"] = wallclock.perf_counter() - started
-    queue.put(row)
+    print(_ROW_MARKER + json.dumps(row), flush=True)
+
+
+def analyze_in_process(model: str, directory: str, options: dict, time_limit: float,
+                       threads: int | None = None) -> dict:
+    """Analyze one model in a fresh Python process, stopped after ``time_limit`` seconds.
+
+    Parameters
+    ----------
+    model, directory : str
+        The SBML file and the directory its report goes to.
+    options : dict
+        Keyword arguments of :func:`~sbml_cme.reports.analyze.analyze`.
+    threads : int, optional
+        Numba threads of the child (``NUMBA_NUM_THREADS``); all cores when omitted.
+
+    Returns
+    -------
+    dict
+        The status row (``STATUS_COLUMNS``).
+    """
+    environment = dict(os.environ)
+    if threads is not None:
+        environment["NUMBA_NUM_THREADS"] = str(int(threads))
+    job = base64.b64encode(pickle.dumps({"model": model, "directory": directory,
+                                         "options": options})).decode()
+    started = wallclock.perf_counter()
+    try:
+        completed = subprocess.run(
+            [sys.executable, "-c", "from sbml_cme.reports.batch import _child_main; "
+                                   "_child_main()"],
+            input=job, capture_output=True, text=True, timeout=time_limit, env=environment)
+    except subprocess.TimeoutExpired:  # subprocess.run has killed the child
+        return {"model": model, "status": "timeout", "element": "",
+                "reason": f"over the {time_limit:g} s limit",
+                "seconds": wallclock.perf_counter() - started}
+    for line in reversed(completed.stdout.splitlines()):
+        if line.startswith(_ROW_MARKER):
+            return json.loads(line[len(_ROW_MARKER):])
+    last_error = (completed.stderr.strip().splitlines() or [""])[-1]
+    return {"model": model, "status": "failed", "element": "",
+            "reason": f"the worker process died (exit code {completed.returncode}) "
+                      f"{last_error}".strip(),
+            "seconds": wallclock.perf_counter() - started}
 
 
 def run_batch(inputs, out: str | os.PathLike, *, time_limit: float = 600.0,
-              progress: bool = True, **analyze_options) -> pd.DataFrame:
+              progress: bool = True, client=None, **analyze_options) -> pd.DataFrame:
     """Analyze every model; returns (and writes) the status table.
 
     Parameters
@@ -95,6 +149,12 @@ def run_batch(inputs, out: str | os.PathLike, *, time_limit: float = 600.0,
         Output directory (one sub-directory per model, plus ``status.csv``).
     time_limit : float
         Seconds per model; a model over the limit is stopped and marked ``timeout``.
+    progress : bool
+        Show a progress bar over models.
+    client : dask.distributed.Client, optional
+        Run each model as a task on this Dask cluster (one numba thread per task, so
+        start workers with one thread per core); ``out`` and the models must be on a
+        file system the workers share.
     **analyze_options
         Passed to :func:`~sbml_cme.reports.analyze.analyze` (t_end, n_trajectories, ...).
     """
@@ -104,44 +164,63 @@ def run_batch(inputs, out: str | os.PathLike, *, time_limit: float = 600.0,
     curated = index_read_options(models)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    context = multiprocessing.get_context("spawn")
-    iterator = models
+    rows: dict[Path, dict] = {}
+    jobs = {}
+    for model in models:
+        marker = out / model.stem / "status.json"
+        if marker.exists():
+            rows[model] = json.loads(marker.read_text())
+        else:
+            (out / model.stem).mkdir(parents=True, exist_ok=True)
+            jobs[model] = (str(model.resolve()), str((out / model.stem).resolve()),
+                           {**curated.get(model, {}), **analyze_options}, float(time_limit))
+    bar = None
     if progress:
         from tqdm.auto import tqdm
-        iterator = tqdm(models, desc="batch", unit="model")
-    for model in iterator:
-        directory = out / model.stem
-        marker = directory / "status.json"
-        if marker.exists():
-            rows.append(json.loads(marker.read_text()))
-            continue
-        directory.mkdir(parents=True, exist_ok=True)
-        options = {**curated.get(model, {}), **analyze_options}
-        queue = context.Queue()
-        process = context.Process(target=_run_one,
-                                  args=(str(model), str(directory), options, queue))
-        started = wallclock.perf_counter()
-        process.start()
-        process.join(time_limit)
-        if process.is_alive():
-            process.terminate()
-            process.join()
-            row = {"model": str(model), "status": "timeout", "element": "",
-                   "reason": f"over the {time_limit:g} s limit",
-                   "seconds": wallclock.perf_counter() - started}
-        elif queue.empty():
-            row = {"model": str(model), "status": "failed", "element": "",
-                   "reason": f"the worker process died (exit code {process.exitcode})",
-                   "seconds": wallclock.perf_counter() - started}
-        else:
-            row = queue.get()
+        bar = tqdm(total=len(models), initial=len(rows), desc="batch", unit="model")
+
+    def finish(model: Path, row: dict) -> None:
+        row = {**row, "model": str(model)}
         if row["status"] != "timeout":  # a timeout may succeed with a larger limit
-            marker.write_text(json.dumps(row))
-        rows.append(row)
-    table = pd.DataFrame(rows, columns=STATUS_COLUMNS)
+            (out / model.stem / "status.json").write_text(json.dumps(row))
+        rows[model] = row
+        _status_table(models, rows).to_csv(out / "status.csv", index=False)
+        if bar is not None:
+            bar.update()
+
+    try:
+        if client is None:
+            for model, job in jobs.items():
+                finish(model, analyze_in_process(*job))
+        else:
+            _run_on_dask(client, jobs, finish)
+    finally:
+        if bar is not None:
+            bar.close()
+    table = _status_table(models, rows)
     table.to_csv(out / "status.csv", index=False)
     return table
+
+
+def _run_on_dask(client, jobs: dict, finish) -> None:
+    """One task per model (one numba thread each); ``finish(model, row)`` as they end."""
+    from distributed import as_completed
+
+    futures = {client.submit(analyze_in_process, *job, 1, pure=False): model
+               for model, job in jobs.items()}
+    for future in as_completed(futures):
+        model = futures[future]
+        try:
+            row = future.result()
+        except Exception as error:  # noqa: BLE001 - e.g. KilledWorker: the worker was lost
+            row = {"status": "failed", "element": "", "seconds": float("nan"),
+                   "reason": f"Dask task failed: {type(error).__name__}: {error}"}
+        finish(model, row)
+
+
+def _status_table(models: list[Path], rows: dict) -> pd.DataFrame:
+    """Rows of the finished models, in input order."""
+    return pd.DataFrame([rows[m] for m in models if m in rows], columns=STATUS_COLUMNS)
 
 
 def summary_line(table: pd.DataFrame) -> str:
