@@ -12,6 +12,7 @@ import sys
 import numpy as np
 import pandas as pd
 
+from .analyses.cme import METHODS as CME_METHODS
 from .errors import OptionsError, SbmlCmeError, exit_code_for
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_SBML, EXIT_ANALYSIS = 0, 1, 2, 3, 4
@@ -40,6 +41,9 @@ def _read_options(args) -> dict:
         options["substance_unit"] = unit
     if getattr(args, "no_falling_factorials", False):
         options["falling_factorials"] = False
+    if getattr(args, "delay_phases", None) is not None:
+        options["delays"] = "phases"
+        options["delay_phases"] = args.delay_phases
     return options
 
 
@@ -94,13 +98,13 @@ def cmd_ssa(args) -> int:
     from .analyses import simulate_ssa
     from .io import read_sbml
 
-    from .analyses.ensemble import connect
+    from .analyses.ensemble import dask_client
 
     network = read_sbml(args.model, **_read_options(args))
-    result = simulate_ssa(network, _times(args), n_trajectories=args.trajectories,
-                          seed=args.seed, method=args.method, n_jobs=args.jobs,
-                          progress=not args.no_progress,
-                          client=connect(args.dask_scheduler))
+    with dask_client(args.dask_scheduler) as client:
+        result = simulate_ssa(network, _times(args), n_trajectories=args.trajectories,
+                              seed=args.seed, method=args.method, n_jobs=args.jobs,
+                              progress=not args.no_progress, client=client)
     _write(result.stats(units=args.units), args.out)
     print(f"{result.total_events} reaction events in {result.run_info['wall_time']:.2f} s",
           file=sys.stderr)
@@ -122,11 +126,14 @@ def cmd_lna(args) -> int:
 
 def cmd_cle(args) -> int:
     from .analyses import simulate_cle
+    from .analyses.ensemble import dask_client
     from .io import read_sbml
 
     network = read_sbml(args.model, **_read_options(args))
-    result = simulate_cle(network, _times(args), n_trajectories=args.trajectories,
-                          seed=args.seed, method=args.method, dt=args.dt, n_jobs=args.jobs)
+    with dask_client(args.dask_scheduler) as client:
+        result = simulate_cle(network, _times(args), n_trajectories=args.trajectories,
+                              seed=args.seed, method=args.method, dt=args.dt,
+                              n_jobs=args.jobs, progress=not args.no_progress, client=client)
     _write(result.stats(units=args.units), args.out)
     info = result.run_info
     print(f"{result.total_events} CLE steps (dt={info['dt']:.3g}, {info['clipped_steps']} "
@@ -152,7 +159,8 @@ def cmd_cme(args) -> int:
     if args.stationary:
         result = stationary_cme(network, tol=args.tol, max_states=args.max_states)
     else:
-        result = solve_cme(network, _times(args), tol=args.tol, max_states=args.max_states)
+        result = solve_cme(network, _times(args), tol=args.tol, max_states=args.max_states,
+                           method=args.method)
     _write(result.stats(), args.out)
     if args.distribution:
         marginals = pd.concat([result.marginal(s).assign(species=s)
@@ -160,6 +168,28 @@ def cmd_cme(args) -> int:
         _write(marginals[["time", "species", "count", "probability"]], args.distribution)
     print(f"{result.n_states} states, certified L1 error {result.error_bound:.3g}",
           file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_structure(args) -> int:
+    from pathlib import Path
+
+    from .analyses.structure import analyze_structure
+    from .io import read_sbml
+
+    result = analyze_structure(read_sbml(args.model, **_read_options(args)))
+    print(result)
+    with pd.option_context("display.width", 200, "display.max_rows", 200,
+                           "display.max_colwidth", 80):
+        print("\nComplexes\n", result.tables["complexes"].to_string(index=False))
+        print("\nLinkage classes\n", result.tables["linkage_classes"].to_string(index=False))
+    if args.out:
+        directory = Path(args.out)
+        directory.mkdir(parents=True, exist_ok=True)
+        tables = {"properties": result.properties, **result.tables}
+        for name, table in tables.items():
+            table.to_csv(directory / f"{name}.csv", index=False)
+        print(f"wrote {len(tables)} tables to {directory}")
     return EXIT_OK
 
 
@@ -177,11 +207,14 @@ def cmd_crosscheck(args) -> int:
 
 
 def cmd_analyze(args) -> int:
+    from .analyses.ensemble import dask_client
     from .reports.analyze import analyze
 
-    report = analyze(args.model, t_end=args.t_end, points=args.points,
-                     n_trajectories=args.trajectories, seed=args.seed,
-                     progress=not args.no_progress, **_read_options(args))
+    with dask_client(args.dask_scheduler) as client:
+        report = analyze(args.model, t_end=args.t_end, points=args.points,
+                         n_trajectories=args.trajectories, seed=args.seed,
+                         progress=not args.no_progress, client=client,
+                         **_read_options(args))
     paths = report.write(args.out)
     print(report.summary())
     print(f"wrote {len(paths)} files to {args.out}")
@@ -189,11 +222,14 @@ def cmd_analyze(args) -> int:
 
 
 def cmd_batch(args) -> int:
+    from .analyses.ensemble import dask_client
     from .reports.batch import run_batch, summary_line
 
-    table = run_batch(args.inputs, args.out, time_limit=args.time_limit,
-                      progress=not args.no_progress, t_end=args.t_end, points=args.points,
-                      n_trajectories=args.trajectories, seed=args.seed)
+    with dask_client(args.dask_scheduler) as client:
+        table = run_batch(args.inputs, args.out, time_limit=args.time_limit,
+                          progress=not args.no_progress, client=client, t_end=args.t_end,
+                          points=args.points, n_trajectories=args.trajectories,
+                          seed=args.seed)
     print(f"status table: {args.out}/status.csv")
     print(summary_line(table))
     return EXIT_OK
@@ -217,6 +253,9 @@ def build_parser() -> argparse.ArgumentParser:
                                   "or molecules per unit")
         command.add_argument("--no-falling-factorials", action="store_true",
                              help="use n**m instead of (n)_m (laws already propensities)")
+        command.add_argument("--delay-phases", type=int, metavar="K",
+                             help="read delay() in kinetic laws as K memoryless phases "
+                                  "(Erlang delay; docs/delays.md)")
         command.add_argument("--debug", action="store_true", help="show tracebacks")
         command.set_defaults(function=function)
         return command
@@ -249,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     cle.add_argument("--dt", type=float, default=None, help="step (default: from the "
                      "fastest rate at the initial state)")
     cle.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
+    cle.add_argument("--dask-scheduler", metavar="ADDRESS",
+                     help="run the ensemble on this Dask cluster (tcp://host:port)")
     cle.add_argument("--units", default="count", choices=["count", "model"])
     cle.add_argument("--out", help="CSV file (default: standard output)")
     lna = model_command("lna", cmd_lna, "linear noise approximation: time, species, mean, "
@@ -268,9 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     cme.add_argument("--stationary", action="store_true", help="the stationary law instead")
     cme.add_argument("--tol", type=float, default=1e-6, help="certified L1 error bound")
     cme.add_argument("--max-states", type=int, default=None)
+    cme.add_argument("--method", default="auto", choices=sorted(CME_METHODS),
+                     help="transient propagator (docs/cme.md; default: auto by size)")
     cme.add_argument("--out", help="CSV of time, X-mean, X-sd (default: standard output)")
     cme.add_argument("--distribution", metavar="FILE",
                      help="also write the marginals: time, species, count, probability")
+    structure = model_command("structure", cmd_structure,
+                              "conservation laws, complexes, linkage classes, deficiency, "
+                              "complex balance")
+    structure.add_argument("--out", metavar="DIR", help="also write every table as CSV")
     check = model_command("crosscheck", cmd_crosscheck,
                           "compare the rate equations with tellurium (exit 1 on disagreement)")
     timed(check)
@@ -279,11 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     timed(analyze)
     ensemble(analyze)
     analyze.add_argument("--out", required=True, metavar="DIR")
+    analyze.add_argument("--dask-scheduler", metavar="ADDRESS",
+                         help="run the SSA and CLE ensembles on this Dask cluster")
     batch = commands.add_parser("batch", help="analyze many models (resumable)")
     batch.add_argument("inputs", nargs="+", metavar="DIR_OR_FILES")
     batch.add_argument("--out", required=True, metavar="DIR")
     batch.add_argument("--time-limit", type=float, default=600.0,
                        help="seconds per model (default 600)")
+    batch.add_argument("--dask-scheduler", metavar="ADDRESS",
+                       help="run each model as a task on this Dask cluster (tcp://host:port; "
+                            "OUT and the models on a file system the workers share)")
     batch.add_argument("--debug", action="store_true", help="show tracebacks")
     timed(batch)
     ensemble(batch)

@@ -4,7 +4,8 @@ from .cle import simulate_cle
 from .cme import solve_cme, stationary_cme
 from .deterministic import simulate_deterministic
 from .lna import solve_lna
+from .noise import extrinsic_noise, noise_summary
 from .ssa import simulate_ssa
 
 __all__ = ["simulate_deterministic", "simulate_ssa", "solve_cme", "stationary_cme",
-           "solve_lna", "simulate_cle"]
+           "solve_lna", "simulate_cle", "noise_summary", "extrinsic_noise"]

@@ -2,7 +2,10 @@
 
 ``methods="auto"`` picks what fits and records why in the ``choices`` table:
 
+- the network structure (conservation laws, complexes, deficiency, complex balance), always;
 - the deterministic rate equations and tellurium, always;
+- the exact product-form stationary law when the network is complex balanced (checked
+  against the stationary CME);
 - the CME when its state space fits ``CME_STATE_BUDGET`` states;
 - the LNA at the stable steady state, or time-dependent when there is none;
 - the SSA with an ensemble that fits ``SSA_EVENT_BUDGET`` reaction events;
@@ -24,9 +27,11 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from .. import __version__
-from ..analyses.cme import solve_cme
+from ..analyses.cme import solve_cme, stationary_cme
 from ..analyses.deterministic import simulate_deterministic
+from ..analyses.noise import PAIR_COLUMNS, SUMMARY_COLUMNS, noise_summary
 from ..analyses.ssa import simulate_ssa
+from ..analyses.structure import analyze_structure, product_form_stationary
 from ..crosscheck import compare_frames, tellurium_reference
 from ..errors import OptionsError, SbmlCmeError, StateSpaceTooLargeError, UnsupportedFeatureError
 from ..io import read_sbml
@@ -44,7 +49,10 @@ CLE_STEP_BUDGET = 2e7
 #: Family-wise false-alarm rate of each statistical comparison over all its time points.
 ALPHA = 1e-3
 
-ALL_METHODS = ("deterministic", "tellurium", "cme", "lna", "ssa", "cle")
+ALL_METHODS = ("structure", "deterministic", "tellurium", "cme", "product_form", "lna", "ssa",
+               "cle")
+#: Steps that run whatever ``methods`` asks for.
+ALWAYS = {"structure", "deterministic", "tellurium"}
 
 
 @dataclass
@@ -135,8 +143,8 @@ class Report:
                                                                   captions.get(name, name))))
         if own:
             _close(figures)
-        for name in ("crosscheck", "choices", "species_summary", "steps", "conversion",
-                     "species"):
+        for name in ("crosscheck", "choices", "species_summary", "noise", "structure",
+                     "conservation_laws", "complexes", "steps", "conversion", "species"):
             if name in self.tables:
                 sections.append((name.replace("_", " "), table_html(self.tables[name], name)))
         return render_page(f"sbml_cme report: {Path(self.model).name}",
@@ -203,7 +211,7 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
     seed : int, optional
         Seed of the ensembles; a fresh one is drawn and recorded when omitted.
     client : dask.distributed.Client, optional
-        Run the SSA ensemble on a Dask cluster.
+        Run the SSA and CLE ensembles on a Dask cluster.
     **read_options
         Passed to :func:`~sbml_cme.io.read_sbml` (``volumes``, ``substance_unit``, ...).
     """
@@ -223,6 +231,12 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
     report = Report(model=str(model), network=network)
     report.tables["conversion"] = network.conversion_table()
     report.tables["species"] = network.summary_frames()["species"]
+    structure = runner.step("structure", "always", lambda: analyze_structure(network),
+                            describe=_describe_structure)
+    if structure is not None:
+        report.tables["structure"] = structure.properties
+        report.tables["conservation_laws"] = structure.tables["conservation_laws"]
+        report.tables["complexes"] = structure.tables["complexes"]
 
     deterministic = runner.step("deterministic", "always",
                                 lambda: simulate_deterministic(network, times))
@@ -238,6 +252,15 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
         "cme", f"when the state space fits {CME_STATE_BUDGET:,} states",
         lambda: solve_cme(network, times, max_states=CME_STATE_BUDGET),
         describe=lambda r: f"{r.n_states} states, certified L1 error {r.error_bound:.3g}")
+    balanced = structure is not None and structure.complex_balanced is True
+    report.results["product_form"] = runner.step(
+        "product_form", "complex-balanced mass-action network: exact stationary law",
+        (lambda: product_form_stationary(network, max_states=CME_STATE_BUDGET))
+        if balanced else None,
+        describe=lambda r: f"{r.n_states} states, tail mass {r.error_bound:.3g}")
+    if not balanced and structure is not None:
+        runner.choices[-1]["reason"] = ("applies to complex-balanced mass-action networks "
+                                        f"only; here: {structure.complex_balance_reason}")
     report.results["lna"] = runner.step("lna", "steady state, else time-dependent",
                                         lambda: _lna(network, times),
                                         describe=_describe_lna)
@@ -249,8 +272,8 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
                                               f"{r.total_events:,} events")
     high, why = _high_copy(network, deterministic)
     report.results["cle"] = runner.step(
-        "cle", why, (lambda: _cle(network, times, n_trajectories, seed)) if high or
-        "cle" in wanted and methods != "auto" else None,
+        "cle", why, (lambda: _cle(network, times, n_trajectories, seed, progress, client))
+        if high or "cle" in wanted and methods != "auto" else None,
         describe=lambda r: f"{r.n_trajectories} trajectories")
     report.results = {k: v for k, v in report.results.items() if v is not None}
 
@@ -261,6 +284,7 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
         report.tables["ssa_stats"] = report.results["ssa"].stats()
     report.tables["timecourses"] = timecourses(report.results)
     report.tables["species_summary"] = species_summary(report.tables["timecourses"])
+    report.tables["noise"], report.tables["correlations"] = noise_tables(report.results)
     report.tables["crosscheck"] = compare_methods(network, report, times)
     report.tables["marginals"] = marginals(network, report.results)
     report.tables["choices"] = pd.DataFrame(runner.choices,
@@ -316,7 +340,7 @@ def _wanted_methods(methods) -> set[str]:
     unknown = wanted - set(ALL_METHODS)
     if unknown:
         raise OptionsError(f"unknown method(s) {sorted(unknown)}; choose from {ALL_METHODS}")
-    return wanted | {"deterministic", "tellurium"}
+    return wanted | ALWAYS
 
 
 def _lna(network: Network, times: np.ndarray):
@@ -325,21 +349,31 @@ def _lna(network: Network, times: np.ndarray):
     return lna_with_fallback(network, times)
 
 
+def _describe_structure(result) -> str:
+    return (f"rank {result.rank}, {len(result.conservation_totals)} conservation laws, "
+            f"deficiency {result.deficiency}, complex balanced: {result.complex_balanced}")
+
+
 def _describe_lna(result) -> str:
     if bool(np.all(np.isinf(result.times))):
-        return "stationary (stable steady state)"
+        undetermined = result.run_info.get("undetermined_species") or {}
+        return "stationary (stable steady state)" + (
+            f"; no stationary law for {', '.join(list(undetermined)[:5])} (never read by a "
+            "rate law, they grow or drain for ever: NaN)" if undetermined else "")
     reason = result.run_info.get("fallback_reason", "")
     return "time-dependent" + (f" ({reason})" if reason else "")
 
 
-def _cle(network: Network, times: np.ndarray, n_trajectories: int, seed: int):
+def _cle(network: Network, times: np.ndarray, n_trajectories: int, seed: int,
+         progress: bool = False, client=None):
     """The CLE ensemble, reduced (at least 20 trajectories) to fit ``CLE_STEP_BUDGET``."""
     from ..analyses.cle import default_step, simulate_cle
 
     dt = default_step(network, times)
     steps = (times[-1] - times[0]) / dt
     size = int(min(n_trajectories, max(20, CLE_STEP_BUDGET // max(steps, 1.0))))
-    return simulate_cle(network, times, n_trajectories=size, seed=seed, dt=dt)
+    return simulate_cle(network, times, n_trajectories=size, seed=seed, dt=dt,
+                        progress=progress, client=client)
 
 
 def _high_copy(network: Network, deterministic) -> tuple[bool, str]:
@@ -407,6 +441,23 @@ def species_summary(courses: pd.DataFrame) -> pd.DataFrame:
         ["species", "method"]).reset_index(drop=True)
 
 
+def noise_tables(results: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`~sbml_cme.analyses.noise.noise_summary` of every stochastic result at its
+    last time, side by side: (``method, time, species, mean, variance, sd, fano, cv2``,
+    ``method, time, species_i, species_j, covariance, correlation``)."""
+    species, pairs = [], []
+    for method, result in results.items():
+        if method == "deterministic":
+            continue
+        summary = noise_summary(result)
+        for frame, into in ((summary.species, species), (summary.pairs, pairs)):
+            last = frame[frame.time == frame.time.max()].assign(method=method)
+            into.append(last)
+    if not species:
+        return (pd.DataFrame(columns=SUMMARY_COLUMNS), pd.DataFrame(columns=PAIR_COLUMNS))
+    return (pd.concat(species, ignore_index=True), pd.concat(pairs, ignore_index=True))
+
+
 def _is_linear(network: Network) -> bool:
     """Mass action of order <= 1 throughout: the SSA mean then equals the ODE exactly."""
     return all(isinstance(r.rate_law, MassAction) and sum(m for _, m in r.rate_law.orders) <= 1
@@ -455,8 +506,39 @@ def compare_methods(network: Network, report: Report, times: np.ndarray) -> pd.D
                          "statistic": "relative variance difference (last time)",
                          "value": value, "threshold": np.nan,
                          "verdict": "exact" if value < 1e-6 else "approximation"})
+    if "product_form" in results:
+        rows += _product_form_rows(network, results["product_form"])
     return pd.DataFrame(rows, columns=["comparison", "species", "statistic", "value",
                                        "threshold", "verdict"])
+
+
+def _product_form_rows(network: Network, product_form) -> list[dict]:
+    """The exact product-form law against the stationary CME: their L1 distance must
+    stay within the sum of the two certified error bounds."""
+    try:
+        cme = stationary_cme(network, max_states=CME_STATE_BUDGET)
+    except SbmlCmeError as error:
+        return [{"comparison": "product form vs stationary cme", "species": "all",
+                 "statistic": "L1 distance", "value": np.nan, "threshold": np.nan,
+                 "verdict": f"not checked: {error}"}]
+    distance = distribution_distance(product_form, cme)
+    bound = product_form.error_bound + cme.error_bound + 1e-9
+    return [{"comparison": "product form vs stationary cme", "species": "all",
+             "statistic": "L1 distance", "value": distance, "threshold": bound,
+             "verdict": "agree" if distance <= bound else "disagree"}]
+
+
+def distribution_distance(first, second) -> float:
+    """L1 distance between the last-time joint distributions of two CME-like results."""
+    def as_series(result):
+        states, probabilities = result.distributions[-1]
+        index = pd.MultiIndex.from_arrays(np.asarray(states, dtype=np.int64).T)
+        return pd.Series(probabilities, index=index).groupby(level=list(
+            range(index.nlevels))).sum()
+
+    a, b = as_series(first), as_series(second)
+    a, b = a.align(b, fill_value=0.0)
+    return float(np.abs(a - b).sum())
 
 
 def _moment_matrix(moments: pd.DataFrame, columns: list[str]) -> np.ndarray:

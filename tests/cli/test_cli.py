@@ -77,3 +77,46 @@ def test_console_script_runs_without_traceback(tmp_path):
                              str(tmp_path / "missing.xml")], capture_output=True, text=True)
     assert result.returncode == 3
     assert "error:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_structure_prints_and_writes_tables(tmp_path, capsys):
+    """A <-> B with 7 molecules: one law A + B = 7, 8 states, deficiency 0, complex balanced."""
+    path = tmp_path / "isomerisation.xml"
+    path.write_text(make_sbml({"A": 7, "B": 0}, [("f", {"A": 1}, {"B": 1}, "2 * A"),
+                                                  ("r", {"B": 1}, {"A": 1}, "3 * B")]))
+    out = tmp_path / "structure"
+    assert main(["structure", str(path), "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "A + B = 7" in text and "deficiency: 0" in text
+    properties = pd.read_csv(out / "properties.csv").set_index("name").value
+    assert properties["class_size"] in ("8", "8.0")
+    assert properties["complex_balanced"] == "True"
+    assert (out / "complexes.csv").exists() and (out / "linkage_classes.csv").exists()
+
+
+def test_delay_phases_option_reads_delay_csymbol(tmp_path, capsys):
+    """Without --delay-phases a delay() law is rejected (exit 3, the fix named); with it
+    the reaction becomes a chain of K phases."""
+    path = tmp_path / "delayed.xml"
+    path.write_text(make_sbml({"P": 100, "M": 0},
+                              [("tx", {}, {"M": 1}, "k * delay(P, tau)"),
+                               ("deg", {"P": 1}, {}, "g * P")],
+                              parameters={"k": 0.5, "g": 0.2, "tau": 3.0}))
+    assert main(["info", str(path)]) == 3
+    assert "delay" in capsys.readouterr().err
+    assert main(["info", str(path), "--delay-phases", "3"]) == 0
+    text = capsys.readouterr().out
+    assert "phase3" in text
+
+
+def test_cme_methods_agree_from_the_command_line(model_file, tmp_path):
+    frames = []
+    for method in ("krylov", "krylov_iop", "ode"):
+        out = tmp_path / f"{method}.csv"
+        assert main(["cme", str(model_file), "--t-end", "3", "--points", "4", "--tol", "1e-8",
+                     "--method", method, "--out", str(out)]) == 0
+        frames.append(pd.read_csv(out))
+    for frame in frames[1:]:
+        assert frame["X-mean"].to_numpy() == pytest.approx(frames[0]["X-mean"].to_numpy(),
+                                                           rel=1e-6)
+    assert main(["cme", str(model_file), "--method", "magic"]) == 2

@@ -90,3 +90,47 @@ def test_batch_keeps_going_and_resumes(tmp_path, birth_death_sbml):
     rerun = run_batch([good.parent], out, progress=False, t_end=2, points=3)
     assert "from the first run" in set(rerun.reason)  # finished models are skipped
     assert pd.read_csv(out / "status.csv").shape[0] == 2
+
+
+def test_structure_and_product_form_in_analyze(tmp_path):
+    """0 <-> A <-> B (deficiency 0, weakly reversible, mass action) is complex balanced:
+    analyze adds the structure tables and the exact product of Poissons, which must match
+    the stationary CME within their certified bounds."""
+    path = tmp_path / "open_chain.xml"
+    path.write_text(make_sbml({"A": 0, "B": 0}, [
+        ("birth", {}, {"A": 1}, "4"), ("death", {"A": 1}, {}, "1 * A"),
+        ("ab", {"A": 1}, {"B": 1}, "2 * A"), ("ba", {"B": 1}, {"A": 1}, "1 * B")]))
+    report = analyze(path, t_end=5, points=6, n_trajectories=200, seed=2)
+    properties = report.tables["structure"].set_index("name").value
+    assert properties["deficiency"] == 0 and properties["complex_balanced"] is True
+    choices = report.tables["choices"].set_index("method")
+    assert choices.loc[["structure", "product_form"], "chosen"].all()
+    product = report.results["product_form"]
+    means = product.moments.set_index("species")["mean"]
+    # Deterministic equilibrium: A = 4 (birth 4 = death A... plus A<->B balance) so A = 4, B = 8.
+    assert means["A"] == pytest.approx(4.0, rel=1e-9) and means["B"] == pytest.approx(8.0, rel=1e-9)
+    check = report.tables["crosscheck"]
+    row = check[check.comparison == "product form vs stationary cme"].iloc[0]
+    assert row.verdict == "agree" and row.value <= row.threshold
+
+
+def test_product_form_skipped_with_reason_when_not_balanced(dimerisation_report):
+    choices = dimerisation_report.tables["choices"].set_index("method")
+    assert not choices.loc["product_form", "chosen"]
+    assert "complex-balanced" in choices.loc["product_form", "reason"]
+    assert "structure" in dimerisation_report.tables
+
+
+def test_noise_tables_set_methods_side_by_side(dimerisation_report):
+    noise = dimerisation_report.tables["noise"]
+    assert set(noise.method) == {"cme", "lna", "ssa"}
+    assert list(noise.columns) == ["method", "time", "species", "mean", "variance", "sd",
+                                   "fano", "cv2"]
+    cme = noise[noise.method == "cme"].set_index("species")
+    summary = dimerisation_report.tables["species_summary"]
+    row = summary[(summary.method == "cme") & (summary.species == "P")].iloc[0]
+    assert cme.loc["P", "fano"] == pytest.approx(row.fano, rel=1e-9)
+    pairs = dimerisation_report.tables["correlations"]
+    # P + 2 P2 = 100: the two counts are perfectly anticorrelated.
+    cross = pairs[(pairs.method == "cme") & (pairs.species_i == "P") & (pairs.species_j == "P2")]
+    assert cross.correlation.iloc[0] == pytest.approx(-1.0, abs=1e-9)
