@@ -481,6 +481,7 @@ def compile_network(network: Network, *, random_draws: bool = False) -> Compiled
 
 def refuse_randomness(network: Network, analysis: str | None = None) -> None:
     """Raise UnsupportedFeatureError naming the first random draw or clock parameter."""
+    analysis = analysis or "this analysis (only simulate_ssa)"
     hint = ("Only simulate_ssa samples SBML distrib draws and follows rate-rule clocks; "
             "for parameter distributions use sbml_cme.analyses.noise.extrinsic_noise.")
     for parameter_id, _ in network.parameter_distributions:

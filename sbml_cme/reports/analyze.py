@@ -392,7 +392,8 @@ def ssa_ensemble_size(network: Network, t_end: float, requested: int) -> tuple[i
     The expected number of events is estimated from the initial total propensity.
     """
     try:
-        rates = compile_network(network).propensities(network.initial_counts)
+        rates = compile_network(network, random_draws=True).propensities(
+            network.initial_counts)
     except SbmlCmeError as error:
         return 0, f"propensities cannot be evaluated: {error}"
     per_trajectory = float(np.sum(rates)) * t_end

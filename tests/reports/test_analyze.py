@@ -134,3 +134,17 @@ def test_noise_tables_set_methods_side_by_side(dimerisation_report):
     # P + 2 P2 = 100: the two counts are perfectly anticorrelated.
     cross = pairs[(pairs.method == "cme") & (pairs.species_i == "P") & (pairs.species_j == "P2")]
     assert cross.correlation.iloc[0] == pytest.approx(-1.0, abs=1e-9)
+
+
+def test_distrib_model_runs_the_ssa_and_names_what_others_refuse():
+    """A distrib draw in an event (test-suite case 00041): only the SSA samples it; the
+    rate equations and the CME refuse it by name instead of treating the draw as constant."""
+    report = analyze(DATA / "dsmts" / "00041" / "00041-sbml-l3v1.xml", t_end=3, points=4,
+                     n_trajectories=200, seed=1)
+    steps = report.tables["steps"].set_index("step")
+    assert steps.loc["ssa", "status"] == "ok"
+    for refused in ("deterministic", "cme"):
+        assert steps.loc[refused, "status"] == "unsupported"
+        assert "'t'" in steps.loc[refused, "detail"] and "simulate_ssa" in steps.loc[refused, "detail"]
+    draws = report.results["ssa"].states[:, 1:, 0] / report.network.species[0].molecules_per_unit
+    assert draws.std() > 0  # fresh draws, not a constant
