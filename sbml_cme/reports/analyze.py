@@ -254,13 +254,12 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
         describe=lambda r: f"{r.n_states} states, certified L1 error {r.error_bound:.3g}")
     balanced = structure is not None and structure.complex_balanced is True
     report.results["product_form"] = runner.step(
-        "product_form", "complex-balanced mass-action network: exact stationary law",
+        "product_form", "complex-balanced mass-action network: exact stationary law"
+        if balanced else "applies to complex-balanced mass-action networks only; here: "
+        + (structure.complex_balance_reason if structure is not None else "no structure"),
         (lambda: product_form_stationary(network, max_states=CME_STATE_BUDGET))
         if balanced else None,
         describe=lambda r: f"{r.n_states} states, tail mass {r.error_bound:.3g}")
-    if not balanced and structure is not None:
-        runner.choices[-1]["reason"] = ("applies to complex-balanced mass-action networks "
-                                        f"only; here: {structure.complex_balance_reason}")
     report.results["lna"] = runner.step("lna", "steady state, else time-dependent",
                                         lambda: _lna(network, times),
                                         describe=_describe_lna)
