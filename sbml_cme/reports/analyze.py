@@ -27,6 +27,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from .. import __version__
+from ..analyses.cle import default_step, simulate_cle
 from ..analyses.cme import solve_cme, stationary_cme
 from ..analyses.deterministic import simulate_deterministic
 from ..analyses.noise import PAIR_COLUMNS, SUMMARY_COLUMNS, noise_summary
@@ -46,6 +47,8 @@ CME_STATE_BUDGET = 200_000
 HIGH_COPY = 1000.0
 #: CLE steps (trajectories x steps) analyze may spend (a few tens of seconds).
 CLE_STEP_BUDGET = 2e7
+#: Smallest CLE ensemble worth reporting; the CLE is skipped when fewer fit the budget.
+MIN_CLE_TRAJECTORIES = 20
 #: Family-wise false-alarm rate of each statistical comparison over all its time points.
 ALPHA = 1e-3
 
@@ -263,17 +266,20 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
     report.results["lna"] = runner.step("lna", "steady state, else time-dependent",
                                         lambda: _lna(network, times),
                                         describe=_describe_lna)
-    size, reason = ssa_ensemble_size(network, t_end, n_trajectories)
+    size, reason = ssa_ensemble_size(network, times, n_trajectories, deterministic)
     report.results["ssa"] = runner.step(
         "ssa", reason, (lambda: simulate_ssa(network, times, n_trajectories=size, seed=seed,
                                              progress=progress, client=client))
         if size else None, describe=lambda r: f"{r.n_trajectories} trajectories, "
                                               f"{r.total_events:,} events")
     high, why = _high_copy(network, deterministic)
+    run_cle = high or "cle" in wanted and methods != "auto"
+    size, dt, budget = _cle_plan(network, times, n_trajectories) if run_cle else (0, None, "")
     report.results["cle"] = runner.step(
-        "cle", why, (lambda: _cle(network, times, n_trajectories, seed, progress, client))
-        if high or "cle" in wanted and methods != "auto" else None,
-        describe=lambda r: f"{r.n_trajectories} trajectories")
+        "cle", why if size or not run_cle else budget,
+        (lambda: simulate_cle(network, times, n_trajectories=size, seed=seed, dt=dt,
+                              progress=progress, client=client)) if run_cle and size else None,
+        describe=lambda r: f"{r.n_trajectories} trajectories, dt={r.run_info['dt']:.3g}")
     report.results = {k: v for k, v in report.results.items() if v is not None}
 
     for name, result in report.results.items():
@@ -363,16 +369,24 @@ def _describe_lna(result) -> str:
     return "time-dependent" + (f" ({reason})" if reason else "")
 
 
-def _cle(network: Network, times: np.ndarray, n_trajectories: int, seed: int,
-         progress: bool = False, client=None):
-    """The CLE ensemble, reduced (at least 20 trajectories) to fit ``CLE_STEP_BUDGET``."""
-    from ..analyses.cle import default_step, simulate_cle
+def _cle_plan(network: Network, times: np.ndarray, n_trajectories: int):
+    """(ensemble size, dt, reason) of the CLE within ``CLE_STEP_BUDGET`` steps.
 
-    dt = default_step(network, times)
+    The size is 0, with the reason, when fewer than ``MIN_CLE_TRAJECTORIES`` fit (stiff
+    models whose fastest rate forces a tiny step). When the step cannot even be chosen,
+    the size is the one requested and dt None, so the CLE step itself reports the error.
+    """
+    try:
+        dt = default_step(network, times)
+    except SbmlCmeError:
+        return n_trajectories, None, ""
     steps = (times[-1] - times[0]) / dt
-    size = int(min(n_trajectories, max(20, CLE_STEP_BUDGET // max(steps, 1.0))))
-    return simulate_cle(network, times, n_trajectories=size, seed=seed, dt=dt,
-                        progress=progress, client=client)
+    size = int(min(n_trajectories, CLE_STEP_BUDGET // max(steps, 1.0)))
+    if size < MIN_CLE_TRAJECTORIES:
+        return 0, dt, (f"{steps:.3g} steps per trajectory (dt={dt:.3g}, set by the fastest "
+                       f"rate): fewer than {MIN_CLE_TRAJECTORIES} trajectories fit the budget "
+                       f"of {CLE_STEP_BUDGET:.3g} steps")
+    return size, dt, ""
 
 
 def _high_copy(network: Network, deterministic) -> tuple[bool, str]:
@@ -385,17 +399,26 @@ def _high_copy(network: Network, deterministic) -> tuple[bool, str]:
     return False, f"copy numbers stay below {HIGH_COPY:g} molecules (peak {peak:.3g})"
 
 
-def ssa_ensemble_size(network: Network, t_end: float, requested: int) -> tuple[int, str]:
+def ssa_ensemble_size(network: Network, times: np.ndarray, requested: int,
+                      deterministic=None) -> tuple[int, str]:
     """Ensemble size that fits :data:`SSA_EVENT_BUDGET`, and the reason for the choice.
 
-    The expected number of events is estimated from the initial total propensity.
+    Events per trajectory are estimated as the total propensity integrated along the
+    rate-equation solution (``deterministic``, counts at ``times``) when there is one,
+    and never below the initial total propensity times the time span: a model that
+    starts quiet can fire millions of events once its species build up.
     """
     try:
-        rates = compile_network(network, random_draws=True).propensities(
-            network.initial_counts)
+        compiled = compile_network(network, random_draws=True)
+        rates = compiled.propensities(network.initial_counts)
+        per_trajectory = float(np.sum(rates)) * float(times[-1] - times[0])
+        if deterministic is not None:
+            n_species = len(network.species)
+            along = [np.sum(compiled.propensities(counts[:n_species], float(t)))
+                     for t, counts in zip(times, deterministic.counts)]
+            per_trajectory = max(per_trajectory, float(np.trapezoid(along, times)))
     except SbmlCmeError as error:
         return 0, f"propensities cannot be evaluated: {error}"
-    per_trajectory = float(np.sum(rates)) * t_end
     if not np.isfinite(per_trajectory):
         return 0, "initial propensities are not finite"
     if per_trajectory * min(requested, 10) > SSA_EVENT_BUDGET:

@@ -148,3 +148,33 @@ def test_distrib_model_runs_the_ssa_and_names_what_others_refuse():
         assert "'t'" in steps.loc[refused, "detail"] and "simulate_ssa" in steps.loc[refused, "detail"]
     draws = report.results["ssa"].states[:, 1:, 0] / report.network.species[0].molecules_per_unit
     assert draws.std() > 0  # fresh draws, not a constant
+
+
+def test_ssa_budget_counts_events_along_the_rate_equations():
+    """A -> 2A at rate 5 A from one molecule: the initial propensity (5 per time) hides
+    e^25 ~ 7e10 events per trajectory by t = 5; the estimate integrates the propensity
+    along the ODE and skips the SSA instead of running for hours."""
+    from sbml_cme.analyses import simulate_deterministic
+    from sbml_cme.reports.analyze import ssa_ensemble_size
+
+    network = sbml_cme.read_sbml_string(make_sbml({"A": 1}, [("grow", {"A": 1}, {"A": 2},
+                                                              "5 * A")]))
+    times = np.linspace(0, 5, 51)
+    quiet_start, _ = ssa_ensemble_size(network, times, 1000)
+    assert quiet_start == 1000
+    size, reason = ssa_ensemble_size(network, times, 1000,
+                                     simulate_deterministic(network, times))
+    assert size == 0 and "reaction events per trajectory" in reason
+    assert float(reason.split()[1]) == pytest.approx(np.exp(25), rel=0.05)
+
+
+def test_cle_skipped_with_reason_when_its_step_is_too_small(tmp_path):
+    """Fast isomerisation (rates 1e6) with 10^4 molecules forces dt ~ 1e-7: not even 20
+    CLE trajectories fit the step budget, so analyze says so instead of running for
+    minutes."""
+    path = tmp_path / "stiff.xml"
+    path.write_text(make_sbml({"A": 10000, "B": 0}, [("f", {"A": 1}, {"B": 1}, "1e6 * A"),
+                                                     ("r", {"B": 1}, {"A": 1}, "1e6 * B")]))
+    report = analyze(path, methods=["cle"], t_end=10, points=3, seed=1)
+    step = report.tables["steps"].set_index("step").loc["cle"]
+    assert step.status == "skipped" and "fewer than 20 trajectories fit" in step.detail
