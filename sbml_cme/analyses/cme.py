@@ -206,10 +206,12 @@ def _bytes_per_state(network: Network, n_times: int) -> int:
 def _guard(network: Network, n_states: int, max_states: int, n_times: int, what: str) -> None:
     if n_states > max_states:
         memory = n_states * _bytes_per_state(network, n_times)
+        box = (" (the lattice box of the truncation bounds, in which states are coded; "
+               "conservation laws may leave fewer states reachable)" if what == "up to" else "")
         raise StateSpaceTooLargeError(
-            f"the CME needs {what} {n_states:.3g} states (about {memory / 2**30:.3g} GiB); "
-            f"the limit is {max_states:.3g} states (max_states=). Use solve_lna for the "
-            "moments or simulate_ssa for samples, or reduce volumes/copy numbers.")
+            f"the CME needs {what} {n_states:.3g} states{box} (about {memory / 2**30:.3g} "
+            f"GiB); the limit is {max_states:.3g} states (max_states=). Use solve_lna for "
+            "the moments or simulate_ssa for samples, or reduce volumes/copy numbers.")
 
 
 def _digit_limits(network: Network, sources: np.ndarray, bounds: np.ndarray, key_species,
