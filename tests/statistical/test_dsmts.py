@@ -47,6 +47,12 @@ KNOWN_IMPORT_FAILURES: dict[str, str] = {}
 HEAVY_TAILED_Y = {
     "00003": "Y is not N(0, 1) here: X_t has kurtosis 15-106 for t >= 30 (extinction), so "
              "Var(Y) ~ (kurtosis - 1)/2 >> 1; checked instead against the exact law",
+    # 00033 (dimerisation reset to P = 100 when P2 > 30): between t = 9 and 13 part of the
+    # ensemble has just been reset to P2 = 0 while the rest sits near 25-30, so the exact
+    # law of P2 is bimodal with kurtosis 8-17 and Var(Y) ~ 3.5-8. Checked against the exact
+    # law by test_00033_matches_the_exact_law_with_reset.
+    "00033": "Y is not N(0, 1) here: P2 has kurtosis 8-17 for t in 9..13 (resets), so "
+             "Var(Y) ~ (kurtosis - 1)/2 >> 1; checked instead against the exact law",
 }
 
 
@@ -189,10 +195,35 @@ def test_dsmts_case(case, version, method):
     _check(case, _ensemble(case.id, version, method, n))
 
 
+#: The suite's protocol (corpus README): "0-1 failing points per case is normal; 2-3
+#: warrant a rerun with another seed; consistent failures at the same times indicate a
+#: bug". A case with at most RERUN_AT points out per statistic is rerun once at RERUN_SEED
+#: and must then pass, with no out-of-range time shared by the two runs.
+RERUN_AT = 3
+RERUN_SEED = SEED + 1
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("case", "version", "method"), DSMTS_PARAMS)
 def test_dsmts_case_full(case, version, method):
-    _check(case, _ensemble(case.id, version, method, FULL_TRAJECTORIES))
+    result = _ensemble(case.id, version, method, FULL_TRAJECTORIES)
+    scores = [score for score in dsmts.score_ensemble(case, result)
+              if score.kind == "Z" or case.id not in HEAVY_TAILED_Y]
+    worst = max(score.n_out for score in scores)
+    if worst <= MAX_OUT_OF_RANGE or worst > RERUN_AT:
+        _check(case, result)
+        return
+    network = sbml_cme.read_sbml(case.sbml_files[version])
+    rerun = simulate_ssa(network, case.settings.times, n_trajectories=FULL_TRAJECTORIES,
+                         seed=RERUN_SEED, method=method)
+    second_scores = {(score.column, score.kind): score
+                     for score in dsmts.score_ensemble(case, rerun)}
+    for first in scores:  # before _check, which may end the test as an expected failure
+        second = second_scores[(first.column, first.kind)]
+        shared = np.flatnonzero(first.out_of_range & second.out_of_range)
+        assert not len(shared), (f"case {case.id}: {first.column} out of range at the same "
+                                 f"times {case.settings.times[shared]} with two seeds")
+    _check(case, rerun)
 
 
 # -- the distrib cases (00040-00100) --------------------------------------------------------
@@ -293,6 +324,41 @@ def _chi_square_pvalue(counts, pmf, n_bins=12):
     expected *= len(counts)
     statistic = np.sum((observed - expected) ** 2 / expected)
     return scipy.stats.chi2.sf(statistic, len(expected) - 1)
+
+
+def _dimerisation_with_reset_law(times, k1=0.001, k2=0.01, total=100, reset_above=30):
+    """Exact law of P2 in DSMTS 00033 (2P <-> P2 at k1 P (P-1)/2 and k2 P2, P + 2 P2 = 100,
+    and the event P2 > 30 -> P = 100, P2 = 0), from the model's description alone: the
+    31-state chain P2 = 0..30 in which the dimerisation out of P2 = 30 lands on P2 = 0.
+    Shape (n_times, 31)."""
+    import scipy.linalg
+
+    n = reset_above + 1
+    generator = np.zeros((n, n))
+    for j in range(n):
+        p = total - 2 * j
+        dimerisation, dissociation = k1 * p * (p - 1) / 2, k2 * j
+        generator[j + 1 if j + 1 < n else 0, j] += dimerisation
+        generator[j, j] -= dimerisation + dissociation
+        if j:
+            generator[j - 1, j] += dissociation
+    start = np.zeros(n)
+    start[0] = 1.0
+    return np.array([scipy.linalg.expm(generator * t) @ start for t in times])
+
+
+def test_00033_matches_the_exact_law_with_reset():
+    case = next(case for case in DSMTS_CASES if case.id == "00033")
+    law = _dimerisation_with_reset_law(case.settings.times)
+    # The published means are this law's (so the law is the suite's reference).
+    np.testing.assert_allclose(law @ np.arange(law.shape[1]), case.results["P2-mean"],
+                               rtol=1e-8, atol=1e-8)
+    version = case.sbml.stem.rsplit("-", 1)[-1]
+    result = _ensemble(case.id, version, _method(case, version), CI_TRAJECTORIES)
+    column = result.network.species_index["P2"]
+    for index in (5, 9, 10, 11, 12, 13, 20, 50):
+        counts = result.states[:, index, column].astype(np.int64)
+        assert _chi_square_pvalue(counts, law[index]) > 1e-3, f"t = {case.settings.times[index]}"
 
 
 def test_00003_matches_the_exact_birth_death_law():
