@@ -8,7 +8,7 @@ from .errors import (AnalysisError, ConvergenceError, InvalidNetworkError, Inval
 from .io import read_sbml, read_sbml_string, write_annotated_sbml, write_sbml
 from .network import (Burst, Compartment, Event, Expression, MassAction, Network, Output,
                       Parameter, Reaction, Species)
-from .analyses.delays import with_delay
+from .delays import with_delay
 from .analyses.noise import ExtrinsicNoiseResult, NoiseSummary, extrinsic_noise, noise_summary
 from .analyses.structure import StructureResult, analyze_structure, product_form_stationary
 

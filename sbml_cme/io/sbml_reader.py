@@ -20,6 +20,7 @@ import libsbml
 import numpy as np
 import sympy
 
+from ..delays import MAX_PHASES, with_delay
 from ..distributions import RandomDraw, has_draws
 from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, UnsupportedFeatureError
 from ..network import (AVOGADRO, TIME, Compartment, Conversion, Event, Expression, MassAction,
@@ -130,7 +131,6 @@ def _delay_options(options: dict) -> dict:
         if phases is not None:
             raise OptionsError("delay_phases needs delays='phases'")
         return {"delays": None, "delay_phases": None}
-    from ..analyses.delays import MAX_PHASES  # noqa: PLC0415 (the chain lives in analyses)
 
     if delays == "phases" and (isinstance(phases, bool) or not isinstance(
             phases, (int, np.integer)) or not 1 <= phases <= MAX_PHASES):
@@ -720,7 +720,6 @@ class _Importer:
         """The network with each recorded delayed reaction made a chain of phases."""
         if not self.delayed:
             return network
-        from ..analyses.delays import with_delay  # noqa: PLC0415 (network -> network only)
 
         k = self.options.delay_phases
         for rid, tau in self.delayed.items():

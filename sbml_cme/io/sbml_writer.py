@@ -649,7 +649,7 @@ def write_sbml(network: Network, path: str | os.PathLike) -> Path:
     """Write ``network`` as SBML: its source document plus what was added since reading.
 
     For a network read with ``read_sbml`` and then extended, e.g. by
-    :func:`sbml_cme.analyses.delays.with_delay`: species, global parameters and
+    :func:`sbml_cme.delays.with_delay`: species, global parameters and
     first-order mass-action channels that the source lacks are added as SBML species
     (amounts, ``hasOnlySubstanceUnits="true"``, in the model's substance unit), parameters
     and irreversible reactions with the kinetic law ``rate * species`` (substance per

@@ -23,7 +23,7 @@ from sbml_cme import (Network, OptionsError, UnsupportedFeatureError, read_sbml,
                       read_sbml_string, with_delay, write_sbml)
 from sbml_cme.analyses import (simulate_cle, simulate_deterministic, simulate_ssa, solve_cme,
                                solve_lna)
-from sbml_cme.analyses.delays import MAX_PHASES, delay_phases
+from sbml_cme.delays import MAX_PHASES, delay_phases
 from sbml_cme.crosscheck import crosscheck
 from sbml_cme.io.sbml_writer import read_options_dict
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import sympy
 
-from ..errors import OptionsError
-from ..network import Conversion, MassAction, Network, Parameter, Reaction, Species
+from .errors import OptionsError
+from .network import Conversion, MassAction, Network, Parameter, Reaction, Species
 
 #: Largest number of phases accepted (each phase is one more species for every analysis).
 MAX_PHASES = 1000
