@@ -59,7 +59,6 @@ from scipy import stats  # noqa: E402
 
 from sbml_cme.analyses import cme  # noqa: E402
 from sbml_cme.io.sbml_reader import read_sbml_string  # noqa: E402
-from sbml_cme.kinetics import compile_network  # noqa: E402
 
 _HEADER = """<?xml version="1.0" encoding="UTF-8"?>
 <sbml xmlns="http://www.sbml.org/sbml/level3/version1/core" level="3" version="1">
@@ -125,18 +124,9 @@ def exact_l1(states: np.ndarray, probabilities: np.ndarray, mean: float) -> floa
 def fsp_problem(mean: float, t_end: float):
     """(compiled, space, generator, p0) of the absorbing FSP used by solve_cme at t_end."""
     network = two_birth_death(mean)
-    compiled = compile_network(network)
-    x0 = np.zeros(2, dtype=np.int64)
-    bounds = cme._initial_bounds(network, np.array([0.0, t_end]), x0)
-    key_species, radix, _ = cme._key_layout(network, bounds,
-                                            cme.conservation_bounds(network, x0), x0)
-    parameters = network.parameter_values.copy()
-    space = cme.enumerate_states(compiled, x0[None, :], bounds, key_species, radix,
-                                 parameters, 10**8, 2)
-    matrix, _ = cme.build_generator(compiled, space, parameters)
-    p0 = np.zeros(matrix.shape[0])
-    p0[space.index_of(x0[None, :])[0]] = 1.0
-    return compiled, space, matrix, p0, key_species, radix, bounds, parameters
+    compiled, space, matrix, p0 = cme.initial_fsp_problem(network, t_end)
+    return (compiled, space, matrix, p0, space.key_species, space.radix, space.bounds,
+            network.parameter_values.copy())
 
 
 # -- sections ---------------------------------------------------------------------------------

@@ -898,6 +898,31 @@ def _key_layout(network, bounds, conservation, x0):
     return key_species, radix, int(estimate)
 
 
+def initial_fsp_problem(network: Network, t_end: float, *, max_states: int = 10**8):
+    """The first FSP that :func:`solve_cme` builds for ``[0, t_end]``, for benchmarks and
+    tests of the propagators: the states reachable from the initial state inside the
+    initial bounds, and the generator with its sink rows.
+
+    Returns
+    -------
+    (compiled, space, matrix, p0)
+        ``space`` a :class:`StateSpace` (its ``key_species``, ``radix`` and ``bounds``
+        reproduce the enumeration), ``matrix`` the sparse generator, shape
+        (n_states + n_sinks,) * 2, and ``p0`` the initial point mass, shape (n_states + n_sinks,).
+    """
+    compiled = compile_network(network)
+    x0 = _initial_state(network)
+    bounds = _initial_bounds(network, np.array([0.0, float(t_end)]), x0)
+    key_species, radix, _ = _key_layout(network, bounds, conservation_bounds(network, x0), x0)
+    parameters = network.parameter_values.copy()
+    space = enumerate_states(compiled, x0[None, :], bounds, key_species, radix, parameters,
+                             max_states, 2)
+    matrix, _ = build_generator(compiled, space, parameters)
+    p0 = np.zeros(matrix.shape[0])
+    p0[space.index_of(x0[None, :])[0]] = 1.0
+    return compiled, space, matrix, p0
+
+
 def _solve_transient_segment(compiled, sources, probabilities, times, bounds, tol, max_states,
                              method, parameters) -> _Segment:
     """Adaptive FSP from a distribution on ``sources`` over ``times`` (starting at 0)."""

@@ -24,7 +24,6 @@ from sbml_cme.analyses import solve_cme
 from sbml_cme.analyses import cme
 from sbml_cme.analyses.cme import METHODS, expv, resolve_method
 from sbml_cme.errors import OptionsError
-from sbml_cme.kinetics import compile_network
 from conftest import make_sbml
 
 ROUND_OFF = 1e-9  # floating-point slack added to the certified L1 bound
@@ -61,17 +60,7 @@ def product_poisson_l1(result, index: int, level_a: float, level_b: float) -> fl
 
 def absorbing_problem(network, t_end: float):
     """(generator with sinks, p0 on the initial state) as solve_cme builds them."""
-    compiled = compile_network(network)
-    x0 = cme._initial_state(network)
-    bounds = cme._initial_bounds(network, np.array([0.0, t_end]), x0)
-    key_species, radix, _ = cme._key_layout(network, bounds,
-                                            cme.conservation_bounds(network, x0), x0)
-    parameters = network.parameter_values.copy()
-    space = cme.enumerate_states(compiled, x0[None, :], bounds, key_species, radix,
-                                 parameters, 10**7, 2)
-    matrix, _ = cme.build_generator(compiled, space, parameters)
-    p0 = np.zeros(matrix.shape[0])
-    p0[space.index_of(x0[None, :])[0]] = 1.0
+    _, _, matrix, p0 = cme.initial_fsp_problem(network, t_end, max_states=10**7)
     return matrix, p0
 
 
