@@ -51,7 +51,7 @@ from ..kinetics import CompiledNetwork, channel_propensity, compile_network, run
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
-from .ensemble import (concatenate, dask_blocks, local_blocks, map_blocks,
+from .ensemble import (concatenate, dask_blocks, local_blocks, map_blocks, numba_threads,
                        task_may_use_parallel_kernel, thread_count)
 from .ssa import _xoshiro, trajectory_streams
 
@@ -413,13 +413,9 @@ def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
         n_columns = len(network.species) + len(network.outputs)
         out = np.zeros((n_trajectories, len(times), n_columns))
         report = np.zeros((n_trajectories, 5))
-        previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
+        with numba_threads(threads):
             for start, stop in local_blocks(n_trajectories, _BLOCK, progress, "CLE"):
                 run_block(*shared, streams[start:stop], out[start:stop], report[start:stop])
-        finally:
-            numba.set_num_threads(previous)
     _raise_failures(network, report)
     steps = report[:, 1].astype(np.int64)
     clipped = int(report[:, 2].sum())

@@ -128,6 +128,20 @@ def dask_blocks(n_trajectories: int, client) -> list[tuple[int, int]]:
     return block_bounds(n_trajectories, size)
 
 
+@contextmanager
+def numba_threads(threads: int):
+    """``with numba_threads(n)``: numba's parallel kernels use ``n`` threads inside the
+    block, and the previous setting is restored after it."""
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
 def local_blocks(n_trajectories: int, block: int, progress: bool = False,
                  description: str = "ensemble"):
     """:func:`block_bounds`, wrapped in a tqdm progress bar when ``progress``."""

@@ -32,7 +32,7 @@ from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
 from .draws import _xoshiro, sample
-from .ensemble import (block_bounds, concatenate, dask_blocks, map_blocks,
+from .ensemble import (concatenate, dask_blocks, local_blocks, map_blocks, numba_threads,
                        task_may_use_parallel_kernel, thread_count)
 
 METHODS = {"direct": 0, "tree": 1}
@@ -658,18 +658,10 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
                            client=client, progress=progress, description="SSA")
         out, report = concatenate(parts)
     else:
-        previous = numba.get_num_threads()
-        numba.set_num_threads(threads)
-        try:
-            blocks = block_bounds(n_trajectories, _BLOCK)
-            if progress:
-                from tqdm.auto import tqdm
-                blocks = tqdm(blocks, desc="SSA", unit="block")
-            for start, stop in blocks:
+        with numba_threads(threads):
+            for start, stop in local_blocks(n_trajectories, _BLOCK, progress, "SSA"):
                 run_block(compiled, x0, times, streams[start:stop], METHODS[method],
                           out[start:stop], report[start:stop])
-        finally:
-            numba.set_num_threads(previous)
     _raise_failures(network, report)
     return EnsembleResult(network, times, out, report[:, 1].astype(np.int64), method="ssa",
                           run_info={"algorithm": method, "seed": seed,
