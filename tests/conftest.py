@@ -5,6 +5,7 @@ from __future__ import annotations
 import libsbml
 import numpy as np
 import pytest
+import scipy.stats
 
 
 def make_sbml(species: dict, reactions: list, *, parameters: dict | None = None,
@@ -104,3 +105,34 @@ def standardized_mean(sample_mean, n, mu, sigma):
 def standardized_variance(sample_sd, n, sigma):
     """The SBML test suite's Y statistic: sqrt(n/2) (s^2 / sigma^2 - 1)."""
     return np.sqrt(n / 2) * (np.asarray(sample_sd) ** 2 / sigma**2 - 1)
+
+
+def pooled_chi_square(samples: np.ndarray, counts: np.ndarray,
+                      probabilities: np.ndarray) -> tuple[float, int, float]:
+    """(statistic, degrees of freedom, p-value) of integer ``samples`` against the law
+    ``probabilities`` on the sorted integer support ``counts``.
+
+    Cells are pooled left to right until each expected count is >= 5 (a short remainder
+    joins the last cell); samples outside the support and the law's missing mass join the
+    last cell too.
+    """
+    n = len(samples)
+    observed_all = np.array([np.sum(samples == value) for value in counts], dtype=float)
+    expected_all = probabilities * n
+    observed_all[-1] += n - observed_all.sum()
+    expected_all[-1] += n - expected_all.sum()
+    observed, expected = [], []
+    o_cell = e_cell = 0.0
+    for o, e in zip(observed_all, expected_all):
+        o_cell += o
+        e_cell += e
+        if e_cell >= 5:
+            observed.append(o_cell)
+            expected.append(e_cell)
+            o_cell = e_cell = 0.0
+    observed[-1] += o_cell
+    expected[-1] += e_cell
+    observed, expected = np.array(observed), np.array(expected)
+    statistic = float(np.sum((observed - expected) ** 2 / expected))
+    dof = len(observed) - 1
+    return statistic, dof, float(scipy.stats.chi2.sf(statistic, dof))

@@ -28,7 +28,7 @@ from sbml_cme.io import read_annotations
 from sbml_cme.io import sbml_reader, sbml_writer
 from sbml_cme.network import MassAction, Network, Reaction, Species
 
-from conftest import make_sbml
+from conftest import make_sbml, pooled_chi_square
 
 K_BIRTH, GAMMA = 2.0, 0.5
 
@@ -232,31 +232,12 @@ def test_ssa_law_is_negative_binomial_by_chi_square():
     network = birth_death().with_burst("birth", "X", mean=3.0)
     sample = _stationary_sample(network, seed=5, n=6000)
     r, p = K_BIRTH / GAMMA, 1.0 / 4.0
-    # cells of expected count >= 10 (pooled tail at the end)
-    edges = [0]
-    probabilities = []
-    while True:
-        low = edges[-1]
-        high = low
-        mass = stats.nbinom.pmf(high, r, p)
-        while mass * len(sample) < 10 and stats.nbinom.sf(high, r, p) * len(sample) >= 10:
-            high += 1
-            mass += stats.nbinom.pmf(high, r, p)
-        if stats.nbinom.sf(high, r, p) * len(sample) < 10:
-            probabilities.append(stats.nbinom.sf(low - 1, r, p))
-            break
-        probabilities.append(mass)
-        edges.append(high + 1)
-    bins = np.searchsorted(np.array(edges[1:]), sample, side="right")
-    observed = np.bincount(bins, minlength=len(probabilities))
-    expected = np.array(probabilities) * len(sample)
-    _, p_value = stats.chisquare(observed, expected)
-    assert len(probabilities) > 15
+    support = np.arange(int(sample.max()) + 1)  # the law's tail joins the last cell
+    _, dof, p_value = pooled_chi_square(sample, support, stats.nbinom.pmf(support, r, p))
+    assert dof > 15
     assert p_value > 1e-3
     # the same test rejects the Poisson law of the same mean (the test can fail)
-    poisson = stats.poisson(r * 3.0)
-    cells = np.diff(np.concatenate([[0.0], poisson.cdf(np.array(edges[1:]) - 1), [1.0]]))
-    _, p_poisson = stats.chisquare(observed, cells * len(sample))
+    _, _, p_poisson = pooled_chi_square(sample, support, stats.poisson.pmf(support, r * 3.0))
     assert p_poisson < 1e-10
 
 

@@ -10,8 +10,6 @@ libroadrunner on the written SBML.
 from __future__ import annotations
 
 import dataclasses
-import pathlib
-import sys
 
 import numpy as np
 import pytest
@@ -27,10 +25,7 @@ from sbml_cme.delays import MAX_PHASES, delay_phases
 from sbml_cme.crosscheck import crosscheck
 from sbml_cme.io.sbml_writer import read_options_dict
 
-from conftest import make_sbml, standardized_mean, standardized_variance
-
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "statistical"))
-from test_cme_vs_ssa import pooled_chi_square  # noqa: E402
+from conftest import make_sbml, pooled_chi_square, standardized_mean, standardized_variance
 
 TOL = 1e-10
 

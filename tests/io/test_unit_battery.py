@@ -34,6 +34,7 @@ import sbml_cme
 from sbml_cme.analyses import simulate_ssa
 from sbml_cme.crosscheck import crosscheck
 from sbml_cme.kinetics import compile_network
+from conftest import pooled_chi_square
 
 BATTERY = Path(__file__).resolve().parents[1] / "data" / "battery"
 N_A = 6.02214076e23  # molecules per mole (exact, SI 2019)
@@ -104,35 +105,6 @@ def z_variance(samples: np.ndarray, variance: float, mu4: float) -> float:
     return (samples.var(ddof=1) - variance) / math.sqrt(spread)
 
 
-def chi_square_p(samples: np.ndarray, probabilities: np.ndarray, support: np.ndarray) -> float:
-    """Goodness-of-fit p-value of integer samples against a law on ``support``.
-
-    Neighbouring cells are pooled until every expected count is at least 5; the mass
-    outside ``support`` goes to the last cell.
-    """
-    n = len(samples)
-    observed_all = np.array([np.sum(samples == value) for value in support], dtype=float)
-    outside = n - observed_all.sum()
-    expected_all = probabilities * n
-    expected_all[-1] += n - expected_all.sum()
-    observed_all[-1] += outside
-    observed, expected = [], []
-    o_cell = e_cell = 0.0
-    for o, e in zip(observed_all, expected_all):
-        o_cell += o
-        e_cell += e
-        if e_cell >= 5:
-            observed.append(o_cell)
-            expected.append(e_cell)
-            o_cell = e_cell = 0.0
-    if e_cell > 0:
-        observed[-1] += o_cell
-        expected[-1] += e_cell
-    observed, expected = np.array(observed), np.array(expected)
-    statistic = float(np.sum((observed - expected) ** 2 / expected))
-    return float(scipy.stats.chi2.sf(statistic, len(observed) - 1))
-
-
 def assert_matches_moments(samples, mean, variance, mu4, label=""):
     samples = np.asarray(samples, dtype=float)
     zm = z_mean(samples, mean, variance)
@@ -143,7 +115,7 @@ def assert_matches_moments(samples, mean, variance, mu4, label=""):
 
 
 def assert_matches_law(samples, probabilities, support, label=""):
-    p = chi_square_p(np.asarray(samples), probabilities, support)
+    _, _, p = pooled_chi_square(np.asarray(samples), support, probabilities)
     assert p > CHI2_P, f"{label}: chi-square goodness-of-fit p = {p:.2e}"
 
 

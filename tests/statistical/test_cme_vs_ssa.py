@@ -21,47 +21,15 @@ Models:
 from __future__ import annotations
 
 import numpy as np
-import scipy.stats
 
 import sbml_cme
 from sbml_cme.analyses import simulate_ssa, solve_cme
-from conftest import make_sbml
+from conftest import make_sbml, pooled_chi_square
 
 N_TRAJECTORIES = 4000
 SEED = 20240607
 P_VALUE = 1e-3
 TOL = 1e-8
-
-
-def pooled_chi_square(samples: np.ndarray, counts: np.ndarray,
-                      probabilities: np.ndarray) -> tuple[float, int, float]:
-    """(statistic, degrees of freedom, p-value) of integer ``samples`` against the law
-    ``probabilities`` on the sorted integer support ``counts``.
-
-    Cells are pooled left to right until each expected count is >= 5 (a short remainder
-    joins the last cell); samples outside the support and the law's missing mass join the
-    last cell too.
-    """
-    n = len(samples)
-    observed_all = np.array([np.sum(samples == value) for value in counts], dtype=float)
-    expected_all = probabilities * n
-    observed_all[-1] += n - observed_all.sum()
-    expected_all[-1] += n - expected_all.sum()
-    observed, expected = [], []
-    o_cell = e_cell = 0.0
-    for o, e in zip(observed_all, expected_all):
-        o_cell += o
-        e_cell += e
-        if e_cell >= 5:
-            observed.append(o_cell)
-            expected.append(e_cell)
-            o_cell = e_cell = 0.0
-    observed[-1] += o_cell
-    expected[-1] += e_cell
-    observed, expected = np.array(observed), np.array(expected)
-    statistic = float(np.sum((observed - expected) ** 2 / expected))
-    dof = len(observed) - 1
-    return statistic, dof, float(scipy.stats.chi2.sf(statistic, dof))
 
 
 def compare(network: sbml_cme.Network, species: str, t: float) -> tuple[float, int, float]:
