@@ -47,7 +47,8 @@ import numpy as np
 from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
-from ..kinetics import CompiledNetwork, channel_propensity, compile_network, run_program
+from ..kinetics import (CompiledNetwork, channel_propensity, compile_network,
+                        refuse_randomness, run_program)
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
@@ -341,6 +342,7 @@ def default_step(network: Network, times: np.ndarray) -> float:
 
 def check_cle_support(network: Network) -> None:
     """Raise UnsupportedFeatureError for constructs the CLE does not simulate."""
+    refuse_randomness(network, "simulate_cle")
     if network.events:
         raise UnsupportedFeatureError(
             "events", network.events[0].id, analysis="simulate_cle",

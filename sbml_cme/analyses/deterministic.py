@@ -20,7 +20,7 @@ from scipy.integrate import solve_ivp
 
 from ..errors import AnalysisError, ConvergenceError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (compile_expressions, compile_network, event_assigned_parameters,
-                        net_rates)
+                        net_rates, refuse_randomness)
 from ..network import TIME, Network
 from ..results import DeterministicResult
 
@@ -55,6 +55,7 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
     times = _check_times(times)
     if method not in METHODS:
         raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    refuse_randomness(network, "simulate_deterministic")
     started = wallclock.perf_counter()
     integrator = _EventIntegrator(network, METHODS[method], rtol, atol)
     states = integrator.run(times)

@@ -45,7 +45,8 @@ import sympy
 from scipy.integrate import BDF, solve_ivp
 
 from ..errors import ConvergenceError, UnsupportedFeatureError
-from ..kinetics import all_propensities, compile_expressions, compile_network
+from ..kinetics import (all_propensities, compile_expressions, compile_network,
+                        refuse_randomness)
 from ..network import TIME, Network
 from ..results import LNAResult
 from .deterministic import _check_times
@@ -715,6 +716,7 @@ def _polish(equations: RateEquations, start: np.ndarray):
 # -- public API ----------------------------------------------------------------------------------
 def check_lna_support(network: Network, steady_state: bool) -> None:
     """Raise UnsupportedFeatureError for constructs the LNA cannot follow."""
+    refuse_randomness(network, "solve_lna")
     if network.events:
         raise UnsupportedFeatureError(
             "events", network.events[0].id, analysis="solve_lna",

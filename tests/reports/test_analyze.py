@@ -143,9 +143,10 @@ def test_distrib_model_runs_the_ssa_and_names_what_others_refuse():
                      n_trajectories=200, seed=1)
     steps = report.tables["steps"].set_index("step")
     assert steps.loc["ssa", "status"] == "ok"
-    for refused in ("deterministic", "cme"):
+    for refused, analysis in (("deterministic", "simulate_deterministic"), ("cme", "solve_cme")):
         assert steps.loc[refused, "status"] == "unsupported"
-        assert "'t'" in steps.loc[refused, "detail"] and "simulate_ssa" in steps.loc[refused, "detail"]
+        detail = steps.loc[refused, "detail"]
+        assert detail.startswith(f"{analysis} does not support") and "'t'" in detail
     draws = report.results["ssa"].states[:, 1:, 0] / report.network.species[0].molecules_per_unit
     assert draws.std() > 0  # fresh draws, not a constant
 
