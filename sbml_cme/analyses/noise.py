@@ -177,6 +177,12 @@ def draw_parameter_sets(distributions: dict, n_samples: int,
     """(parameter ids, values (n_samples, n_parameters), one child SeedSequence per
     sample for the conditional solves), all from ``SeedSequence(seed)``."""
     ids = sorted(distributions)
+    for parameter_id in ids:
+        if not callable(getattr(distributions[parameter_id], "rvs", None)):
+            raise OptionsError(
+                f"the distribution of parameter '{parameter_id}' must be a frozen "
+                f"scipy.stats distribution (e.g. scipy.stats.gamma(4, scale=2.5)), got "
+                f"{distributions[parameter_id]!r}")
     children = np.random.SeedSequence(seed).spawn(n_samples)
     values = np.empty((n_samples, len(ids)))
     solver_seeds = []

@@ -269,6 +269,8 @@ def test_options_are_checked(birth_death):
         extrinsic_noise(birth_death, {"k": GAMMA}, method="ssa")
     with pytest.raises(OptionsError, match="no parameter distributions"):
         extrinsic_noise(birth_death)
+    with pytest.raises(OptionsError, match="frozen scipy.stats distribution"):
+        extrinsic_noise(birth_death, {"k": 3.0})
 
 
 def test_same_numbers_with_dask(birth_death):
