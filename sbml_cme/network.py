@@ -43,6 +43,10 @@ class Compartment:
     size: float | None = None
     spatial_dimensions: float | None = 3.0
     litres_per_unit: float = 1.0
+    #: False for a variable volume (set by a rule, an event or a rate rule): its size is
+    #: then the value of the network parameter with the same id, and ``size`` the
+    #: initial size.
+    constant: bool = True
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,10 @@ class Species:
         Whether the SBML symbol means the amount (True) or the concentration (False).
     boundary, constant : bool
         Reactions do not change a boundary or constant species.
+    continuous : bool
+        Part of the continuous partition: a real-valued count changed by the ODE of its
+        rate rule and continuous fluxes, and by the jumps that carry it (docs/design.md,
+        "Continuous parts").
     """
 
     id: str
@@ -69,6 +77,7 @@ class Species:
     boundary: bool = False
     constant: bool = False
     name: str = ""
+    continuous: bool = False
 
     @property
     def fixed(self) -> bool:
@@ -129,6 +138,19 @@ class Expression:
 
 
 RateLaw = MassAction | Expression
+
+
+@dataclass(frozen=True)
+class RateRule:
+    """An ODE ``d(target)/dt = formula`` (an SBML rate rule) on a continuous variable.
+
+    ``target`` is a continuous species (``formula`` in molecules per time) or a parameter
+    (model units per time; a variable compartment is the parameter of the same id).
+    ``formula`` is a sympy expression in counts, parameters and :data:`TIME`.
+    """
+
+    target: str
+    formula: sympy.Expr
 
 
 @dataclass(frozen=True)
@@ -279,6 +301,10 @@ class Burst:
 class Reaction:
     """One stochastic reaction channel (a reversible SBML reaction may give two).
 
+    Stoichiometries are positive whole numbers for discrete species; a continuous
+    species may change by any positive real amount (non-integer stoichiometry, a
+    conversion factor).
+
     ``burst``: when set, each firing also adds a random number B of molecules of
     ``burst.species`` (drawn afresh per firing), on top of ``products`` (which then do
     not list that species; see :meth:`Network.with_burst`).
@@ -292,7 +318,7 @@ class Reaction:
     conversion: Conversion | None = None
     burst: Burst | None = None
 
-    def net_change(self) -> dict[str, int]:
+    def net_change(self) -> dict[str, float]:
         """Net change of each species' count when the channel fires once."""
         change: dict[str, int] = {}
         for species_id, count in self.reactants:
@@ -358,26 +384,35 @@ class Network:
     read_options: tuple = field(default=(), compare=False, repr=False)
     #: Parameters that advance with time at a constant rate (SBML rate rules
     #: ``d(parameter)/dt = rate``): ``(parameter id, rate per time unit)``.
+    #: They are also listed in :attr:`rate_rules`; the SSA advances them exactly.
     clocks: tuple[tuple[str, float], ...] = ()
     #: Parameters drawn at random once per realisation (SBML distrib initial
     #: assignments): ``(parameter id, expression with RandomDraw)``; the parameter's
     #: ``value`` is the law's nominal value (mean, or median when the mean is undefined).
     parameter_distributions: tuple[tuple[str, sympy.Basic], ...] = ()
+    #: ODEs of the continuous variables (SBML rate rules), see :class:`RateRule`.
+    rate_rules: tuple[RateRule, ...] = ()
+    #: Constructs that only the deterministic limit can evaluate (e.g. ``rateOf`` of a
+    #: species changed by reactions): ``(SBML element id, construct)``. Stochastic
+    #: analyses refuse the network naming them.
+    deterministic_only: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         species_ids = [s.id for s in self.species]
         if len(set(species_ids)) != len(species_ids):
             raise InvalidNetworkError("species ids must be unique")
         known = set(species_ids)
+        continuous = {s.id for s in self.species if s.continuous}
         for reaction in self.reactions:
             for species_id, count in reaction.reactants + reaction.products:
                 if species_id not in known:
                     raise InvalidNetworkError(
                         f"reaction '{reaction.id}' uses unknown species '{species_id}'")
-                if count <= 0 or int(count) != count:
+                whole = species_id not in continuous
+                if not (np.isfinite(count) and count > 0) or (whole and int(count) != count):
                     raise InvalidNetworkError(
-                        f"reaction '{reaction.id}': stoichiometry of '{species_id}' "
-                        f"must be a positive integer, got {count}")
+                        f"reaction '{reaction.id}': stoichiometry of '{species_id}' must be "
+                        f"a positive {'integer' if whole else 'number'}, got {count}")
             if reaction.burst is not None:
                 _check_burst(reaction, known, {s.id for s in self.species if s.fixed})
         parameter_ids = {p.id for p in self.parameters}
@@ -385,6 +420,16 @@ class Network:
             if parameter_id not in parameter_ids:
                 raise InvalidNetworkError(f"clock or parameter distribution of unknown "
                                           f"parameter '{parameter_id}'")
+        for rule in self.rate_rules:
+            if rule.target not in parameter_ids and rule.target not in continuous:
+                raise InvalidNetworkError(
+                    f"rate rule on '{rule.target}', which is neither a parameter nor a "
+                    "continuous species")
+        for compartment in self.compartments:
+            if not compartment.constant and compartment.id not in parameter_ids:
+                raise InvalidNetworkError(
+                    f"variable compartment '{compartment.id}' needs a parameter of the "
+                    "same id holding its size")
         for s in self.species:
             if not np.isfinite(s.initial_count) or s.initial_count < 0:
                 raise InvalidNetworkError(
@@ -417,6 +462,41 @@ class Network:
         """Initial molecule counts, shape (n_species,)."""
         return np.array([s.initial_count for s in self.species], dtype=float)
 
+    # -- the partition into discrete and continuous parts ----------------------------
+    @cached_property
+    def continuous_species(self) -> tuple[str, ...]:
+        """Ids of the species in the continuous partition."""
+        return tuple(s.id for s in self.species if s.continuous)
+
+    @cached_property
+    def rate_rule_targets(self) -> tuple[str, ...]:
+        """Ids of the variables that follow a rate rule (species and parameters)."""
+        return tuple(rule.target for rule in self.rate_rules)
+
+    @property
+    def has_continuous_part(self) -> bool:
+        """Whether the state has a continuous part (continuous species or rate rules
+        other than constant-rate clocks)."""
+        clock_ids = {pid for pid, _ in self.clocks}
+        return bool(self.continuous_species) or any(
+            rule.target not in clock_ids for rule in self.rate_rules)
+
+    @cached_property
+    def jump_mask(self) -> np.ndarray:
+        """Shape (n_reactions,), bool: True for a jump (the channel changes a discrete
+        species or carries a burst), False for a continuous flux."""
+        discrete = np.array([not (s.continuous or s.fixed) for s in self.species], dtype=bool)
+        changes = self.stoichiometry != 0
+        mask = (changes & discrete[:, None]).any(axis=0) | np.array(
+            [r.burst is not None for r in self.reactions], dtype=bool)
+        mask.setflags(write=False)
+        return mask
+
+    @cached_property
+    def variable_compartments(self) -> tuple[str, ...]:
+        """Ids of compartments whose size changes during a run."""
+        return tuple(c.id for c in self.compartments if not c.constant)
+
     @property
     def parameter_values(self) -> np.ndarray:
         """Parameter values in model units, shape (n_parameters,)."""
@@ -424,7 +504,10 @@ class Network:
 
     # -- stoichiometry -------------------------------------------------------------
     def _matrix(self, side: str) -> np.ndarray:
-        matrix = np.zeros((len(self.species), len(self.reactions)), dtype=np.int64)
+        whole = all(float(count).is_integer() for r in self.reactions
+                    for _, count in r.reactants + r.products)
+        matrix = np.zeros((len(self.species), len(self.reactions)),
+                          dtype=np.int64 if whole else float)
         for j, reaction in enumerate(self.reactions):
             for species_id, count in getattr(reaction, side):
                 matrix[self.species_index[species_id], j] += count
