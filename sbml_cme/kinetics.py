@@ -460,10 +460,13 @@ def compile_expressions(network: Network, expressions, owner: str = "expression"
     return Programs(ops, args, constants, bounds.reshape(-1, 2), assembler.max_depth + 4)
 
 
-def event_assigned_parameters(network: Network) -> set[str]:
-    """Ids of parameters that some event changes."""
+def variable_parameters(network: Network) -> set[str]:
+    """Ids of parameters that change during a run: assigned by an event or following a
+    rate rule (clocks, continuous variables, variable compartment sizes)."""
+    ids = set(network.parameter_ids)
     return {target for event in network.events for target, _ in event.assignments
-            if target in set(network.parameter_ids)}
+            if target in ids} | {rule.target for rule in network.rate_rules
+                                 if rule.target in ids}
 
 
 def compile_network(network: Network, *, random_draws: bool = False) -> CompiledNetwork:
@@ -475,19 +478,21 @@ def compile_network(network: Network, *, random_draws: bool = False) -> Compiled
     draw or a clock as a constant.
     """
     if not random_draws:
-        refuse_randomness(network)
+        refuse_randomness(network, clocks=False)
     return _compile_cached(network)
 
 
-def refuse_randomness(network: Network, analysis: str | None = None) -> None:
-    """Raise UnsupportedFeatureError naming the first random draw or clock parameter."""
+def refuse_randomness(network: Network, analysis: str | None = None, *,
+                      clocks: bool = True) -> None:
+    """Raise UnsupportedFeatureError naming the first random draw or (with ``clocks``)
+    clock parameter: the rate equations follow clocks like any rate rule."""
     analysis = analysis or "this analysis (only simulate_ssa)"
     hint = ("Only simulate_ssa samples SBML distrib draws and follows rate-rule clocks; "
             "for parameter distributions use sbml_cme.analyses.noise.extrinsic_noise.")
     for parameter_id, _ in network.parameter_distributions:
         raise UnsupportedFeatureError("a parameter drawn from a distribution (distrib)",
                                       parameter_id, analysis=analysis, hint=hint)
-    for parameter_id, _ in network.clocks:
+    for parameter_id, _ in (network.clocks if clocks else ()):
         raise UnsupportedFeatureError(f"a rate rule on variable '{parameter_id}'",
                                       parameter_id, analysis=analysis, hint=hint)
     for event in network.events:
@@ -496,12 +501,36 @@ def refuse_randomness(network: Network, analysis: str | None = None) -> None:
                                           event.id, analysis=analysis, hint=hint)
 
 
+def refuse_continuous(network: Network, analysis: str) -> None:
+    """Raise UnsupportedFeatureError for a continuous part (continuous species, rate
+    rules other than clocks) or a deterministic-only construct, naming the element."""
+    for element, construct in network.deterministic_only:
+        raise UnsupportedFeatureError(
+            construct, element, analysis=analysis,
+            hint="Its value is the deterministic drift, which a stochastic process does "
+                 "not have; simulate_deterministic runs it.")
+    clock_ids = {pid for pid, _ in network.clocks}
+    for rule in network.rate_rules:
+        if rule.target not in clock_ids:
+            kind = "species" if rule.target in network.species_index else "variable"
+            raise UnsupportedFeatureError(
+                f"a rate rule on {kind} '{rule.target}'", rule.target, analysis=analysis,
+                hint="A continuous variable: simulate_hybrid (exact PDMP) or "
+                     "simulate_deterministic run it.")
+    for species_id in network.continuous_species:
+        raise UnsupportedFeatureError(
+            f"the continuous species '{species_id}' (non-integer change per firing)",
+            species_id, analysis=analysis,
+            hint="Molecule counts change by whole numbers here: simulate_hybrid or "
+                 "simulate_deterministic run it.")
+
+
 @lru_cache(maxsize=32)
 def _compile_cached(network: Network) -> CompiledNetwork:
     species_index = dict(network.species_index)
     parameter_index = {pid: i for i, pid in enumerate(network.parameter_ids)}
     assembler = _Assembler(species_index, parameter_index)
-    variable_parameters = {sympy.Symbol(p) for p in event_assigned_parameters(network)} | {
+    changing = {sympy.Symbol(p) for p in variable_parameters(network)} | {
         sympy.Symbol(p) for p, _ in network.parameter_distributions}
     parameter_values = {sympy.Symbol(p.id): p.value for p in network.parameters}
 
@@ -517,8 +546,7 @@ def _compile_cached(network: Network) -> CompiledNetwork:
     reads: list[set[int]] = []  # species each channel's propensity reads
     for j, reaction in enumerate(network.reactions):
         law = reaction.rate_law
-        if isinstance(law, MassAction) and not (law.rate_constant.free_symbols &
-                                                variable_parameters):
+        if isinstance(law, MassAction) and not (law.rate_constant.free_symbols & changing):
             value = law.rate_constant.xreplace(parameter_values)
             try:
                 rate_constant[j] = float(value)
@@ -660,7 +688,7 @@ def check_time_in_triggers(network: Network, analysis: str) -> None:
     ``_time_thresholds``) or when the state changes, so checking them at reaction
     firings and at the thresholds is exact.
     """
-    fixed = set(network.parameter_ids) - event_assigned_parameters(network)
+    fixed = set(network.parameter_ids) - variable_parameters(network)
     for event in network.events:
         thresholds = {r: sympy.true for r in event.trigger.atoms(sympy.Rel)
                       if TIME in r.free_symbols and _is_time_threshold(r, fixed)}

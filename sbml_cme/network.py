@@ -44,8 +44,8 @@ class Compartment:
     spatial_dimensions: float | None = 3.0
     litres_per_unit: float = 1.0
     #: False for a variable volume (set by a rule, an event or a rate rule): its size is
-    #: then the value of the network parameter with the same id, and ``size`` the
-    #: initial size.
+    #: then the value of the network parameter (event or rate rule) or output (assignment
+    #: rule) with the same id, and ``size`` the initial size.
     constant: bool = True
 
 
@@ -350,6 +350,10 @@ class Event:
 
     ``trigger`` is a sympy boolean; ``assignments`` are ``(target id, value)`` with
     species targets given in molecules and parameter targets in model units.
+    ``execution_scales`` are ``(target id, factor)`` for species whose value is computed
+    at trigger time but converted to molecules at execution (a delayed concentration
+    assignment in a variable compartment): the count is value x factor, the factor
+    evaluated when the event executes.
     """
 
     id: str
@@ -360,6 +364,7 @@ class Event:
     persistent: bool = True
     initial_value: bool = True
     use_values_from_trigger_time: bool = True
+    execution_scales: tuple[tuple[str, sympy.Expr], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -425,11 +430,12 @@ class Network:
                 raise InvalidNetworkError(
                     f"rate rule on '{rule.target}', which is neither a parameter nor a "
                     "continuous species")
+        sizes = parameter_ids | {o.id for o in self.outputs}
         for compartment in self.compartments:
-            if not compartment.constant and compartment.id not in parameter_ids:
+            if not compartment.constant and compartment.id not in sizes:
                 raise InvalidNetworkError(
-                    f"variable compartment '{compartment.id}' needs a parameter of the "
-                    "same id holding its size")
+                    f"variable compartment '{compartment.id}' needs a parameter or an "
+                    "output of the same id holding its size")
         for s in self.species:
             if not np.isfinite(s.initial_count) or s.initial_count < 0:
                 raise InvalidNetworkError(

@@ -33,6 +33,32 @@ def _scales(network: Network, units: str) -> np.ndarray:
                     [network.output_scale(o, units) for o in network.outputs], dtype=float)
 
 
+def _live_scales(network: Network, units: str, values: np.ndarray) -> np.ndarray:
+    """Like :func:`_scales` for values of shape (n_times, n_columns) whose columns include
+    each variable compartment's size: concentrations divide by the size at each time.
+    Shape (n_times, n_columns), or (n_columns,) when every compartment is constant."""
+    scales = _scales(network, units)
+    if not network.variable_compartments or units not in ("concentration", "model"):
+        return scales
+    columns = _columns(network)
+    live = np.tile(scales, (len(values), 1))
+    for cid in network.variable_compartments:
+        size = values[:, columns.index(cid)]
+        initial = network.compartment_map[cid].size
+        for position, column in enumerate(columns):
+            species = network.species[network.species_index[column]] if \
+                column in network.species_index else None
+            output = next((o for o in network.outputs if o.id == column), None)
+            compartment = species.compartment if species is not None else (
+                output.compartment if output is not None and output.kind == "species" else None)
+            declared = species.has_only_substance_units if species is not None else (
+                output.has_only_substance_units if output is not None else True)
+            if compartment != cid or (units == "model" and declared):
+                continue
+            live[:, position] = scales[position] * size / initial
+    return live
+
+
 def _format_times(times: np.ndarray) -> str:
     if len(times) == 1 and np.isinf(times[0]):
         return "stationary"
@@ -112,7 +138,7 @@ class DeterministicResult(Displayed):
     def to_wide(self, units: str = "model") -> pd.DataFrame:
         """``time`` plus one column per species and output, in ``units``
         (``model``, ``amount``, ``concentration`` or ``count``)."""
-        values = self.counts / _scales(self.network, units)
+        values = self.counts / _live_scales(self.network, units, self.counts)
         frame = pd.DataFrame(values, columns=_columns(self.network))
         frame.insert(0, "time", self.times)
         return frame

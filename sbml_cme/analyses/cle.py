@@ -48,7 +48,7 @@ from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (CompiledNetwork, channel_propensity, compile_network,
-                        refuse_randomness, run_program)
+                        refuse_continuous, refuse_randomness, run_program)
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
@@ -343,6 +343,7 @@ def default_step(network: Network, times: np.ndarray) -> float:
 def check_cle_support(network: Network) -> None:
     """Raise UnsupportedFeatureError for constructs the CLE does not simulate."""
     refuse_randomness(network, "simulate_cle")
+    refuse_continuous(network, "simulate_cle")
     if network.events:
         raise UnsupportedFeatureError(
             "events", network.events[0].id, analysis="simulate_cle",

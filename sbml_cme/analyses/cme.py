@@ -39,7 +39,7 @@ from scipy.integrate import solve_ivp
 from ..errors import (AnalysisError, ConvergenceError, OptionsError, StateSpaceTooLargeError,
                       TruncationError, UnsupportedFeatureError)
 from ..kinetics import (KernelData, channel_propensity, compile_expressions, compile_network,
-                       net_rates, refuse_randomness, run_program)
+                       net_rates, refuse_continuous, refuse_randomness, run_program)
 from ..network import TIME, Network
 from ..results import CMEResult
 from .deterministic import _check_times, simulate_deterministic
@@ -960,6 +960,7 @@ def _solve_transient_segment(compiled, sources, probabilities, times, bounds, to
 def check_cme_support(network: Network) -> None:
     """Raise UnsupportedFeatureError for what the CME solver cannot express exactly."""
     refuse_randomness(network, "solve_cme")
+    refuse_continuous(network, "solve_cme")
     if network.uses_time:
         reaction = next(r.id for r in network.reactions
                         if TIME in r.rate_law.propensity().free_symbols)

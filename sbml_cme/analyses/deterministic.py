@@ -19,7 +19,7 @@ import sympy
 from scipy.integrate import solve_ivp
 
 from ..errors import AnalysisError, ConvergenceError, OptionsError, UnsupportedFeatureError
-from ..kinetics import (compile_expressions, compile_network, event_assigned_parameters,
+from ..kinetics import (compile_expressions, compile_network, variable_parameters,
                         net_rates, refuse_randomness)
 from ..network import TIME, Network
 from ..results import DeterministicResult
@@ -55,7 +55,7 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
     times = _check_times(times)
     if method not in METHODS:
         raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
-    refuse_randomness(network, "simulate_deterministic")
+    refuse_randomness(network, "simulate_deterministic", clocks=False)
     started = wallclock.perf_counter()
     integrator = _EventIntegrator(network, METHODS[method], rtol, atol)
     states = integrator.run(times)
@@ -88,7 +88,7 @@ class _EventIntegrator:
     def __init__(self, network: Network, method: str, rtol: float, atol: float):
         self.network = network
         self.compiled = compile_network(network)
-        self.method, self.rtol, self.atol = method, rtol, atol
+        self.method, self.rtol, self.atol, self.base_atol = method, rtol, atol, atol
         self.scale = np.array([_model_scale(network, s) for s in network.species])
         self.atol = np.minimum(atol, ATOL_MOLECULES / self.scale)
         self.fixed = np.array([s.fixed for s in network.species])
@@ -112,16 +112,64 @@ class _EventIntegrator:
                       for e in self.events], "event delay")
         self.assignment_programs = [compile_expressions(network, [v for _, v in e.assignments],
                                                         e.id) for e in self.events]
+        self.execution_scale_programs = [compile_expressions(
+            network, [f for _, f in e.execution_scales], e.id) for e in self.events]
         self.pending: list[tuple] = []
         self.counter = 0
         self.rates = np.empty(len(network.reactions))
         self.dxdt = np.empty(len(network.species))
+        self._compile_rate_rules()
+        self._compile_jumps()
+
+    def _compile_jumps(self) -> None:
+        """Arguments of floor/ceiling in the right-hand side: the integration stops where
+        one crosses a whole number, so no step straddles the jump of the rate."""
+        expressions = [r.rate_law.deterministic_limit() for r in self.network.reactions] + [
+            r.formula for r in self.network.rate_rules]
+        arguments = sorted({node.args[0] for e in expressions
+                            for node in e.atoms(sympy.floor, sympy.ceiling)}, key=str)
+        self.jump_programs = compile_expressions(self.network, arguments, "rate law")
+
+    def _compile_rate_rules(self) -> None:
+        """Rate rules: species targets add to dx/dt; parameter targets join the state
+        vector after the species (``y = [x / scale, p_ode]``)."""
+        network = self.network
+        parameter_index = {p: i for i, p in enumerate(network.parameter_ids)}
+        rules = network.rate_rules
+        self.rule_programs = compile_expressions(network, [r.formula for r in rules],
+                                                 "rate rule")
+        self.species_rules = np.array([k for k, r in enumerate(rules)
+                                       if r.target in network.species_index], dtype=int)
+        self.species_rule_targets = np.array(
+            [network.species_index[rules[k].target] for k in self.species_rules], dtype=int)
+        self.parameter_rules = np.array([k for k, r in enumerate(rules)
+                                         if r.target in parameter_index], dtype=int)
+        self.ode_parameters = np.array(
+            [parameter_index[rules[k].target] for k in self.parameter_rules], dtype=int)
+        self.atol = np.concatenate([self.atol, np.full(len(self.ode_parameters), self.base_atol)])
+
+    def load(self, y: np.ndarray) -> np.ndarray:
+        """Counts ``x`` from the state vector ``y``; rate-rule parameters go to
+        ``self.parameters``."""
+        n = len(self.scale)
+        if len(self.ode_parameters):
+            self.parameters[self.ode_parameters] = y[n:]
+        return y[:n] * self.scale
+
+    def state(self, x: np.ndarray) -> np.ndarray:
+        """The state vector ``y`` for counts ``x`` and the current parameters."""
+        return np.concatenate([x / self.scale, self.parameters[self.ode_parameters]])
 
     # -- right-hand side ------------------------------------------------------------
     def rhs(self, t, y):
-        net_rates(self.compiled.data, y * self.scale, self.parameters, t,
+        x = self.load(y)
+        net_rates(self.compiled.data, x, self.parameters, t,
                   len(self.scale), self.rates, self.dxdt)
-        return self.dxdt / self.scale
+        if not len(self.rule_programs.bounds):
+            return self.dxdt / self.scale
+        values = self.rule_programs.evaluate_all(x, self.parameters, t)
+        self.dxdt[self.species_rule_targets] += values[self.species_rules]
+        return np.concatenate([self.dxdt / self.scale, values[self.parameter_rules]])
 
     # -- triggers ---------------------------------------------------------------------
     def atom_values(self, t, x, crossed: dict[int, float] | None = None) -> list[bool]:
@@ -143,6 +191,13 @@ class _EventIntegrator:
         return self.assignment_programs[index].evaluate_all(x, self.parameters, t)
 
     def _apply(self, index: int, values: np.ndarray, x: np.ndarray) -> np.ndarray:
+        event = self.events[index]
+        if event.execution_scales:
+            factors = dict(zip((target for target, _ in event.execution_scales),
+                               self.execution_scale_programs[index].evaluate_all(
+                                   x, self.parameters, self.now)))
+            values = np.array([value * factors.get(target, 1.0) for (target, _), value
+                               in zip(event.assignments, values)])
         x = x.copy()
         species_index = self.network.species_index
         parameter_index = {p: i for i, p in enumerate(self.network.parameter_ids)}
@@ -161,6 +216,7 @@ class _EventIntegrator:
 
     def process_events(self, t: float, x: np.ndarray, crossed=None) -> np.ndarray:
         """Fire every event whose trigger turned true at ``t``; cascade; run due ones."""
+        self.now = t
         # A crossed atom sits on its root (g == 0): it keeps the side it crossed to for
         # as long as no assignment moves it off the root.
         at_root = {k: self.atom_programs.evaluate(k, x, self.parameters, t)
@@ -228,13 +284,14 @@ class _EventIntegrator:
         next_output = 0
         tolerance = 1e-12 * max(1.0, abs(times[-1]))
 
-        def record(t_now, x_now):
+        def record(t_now, x_now, parameters=None):
             nonlocal next_output
+            parameters = self.parameters if parameters is None else parameters
             while next_output < len(times) and times[next_output] <= t_now + tolerance:
                 states[next_output, :len(x_now)] = x_now
                 if n_out:
                     states[next_output, len(x_now):] = self.compiled.outputs(
-                        x_now, self.parameters, times[next_output])
+                        x_now, parameters, times[next_output])
                 next_output += 1
 
         record(t, x)
@@ -249,8 +306,10 @@ class _EventIntegrator:
             x_end, t_end, outputs = self._segment(t, t_stop, x, t_eval, last_crossing, ignored)
             crossed_atom, direction, last_crossing = None, 0, None
             stalled = isinstance(t_end, tuple) and t_end[0] <= t
-            for t_out, x_out in outputs:
+            for t_out, y_out in outputs:
+                x_out = self.load(y_out)
                 record(t_out, x_out)
+            x_end = self.load(x_end)
             if isinstance(t_end, tuple):  # stopped at a root
                 t_end, crossed_atom, direction = t_end
                 last_crossing = (crossed_atom, direction)
@@ -290,47 +349,74 @@ class _EventIntegrator:
     def _segment(self, t0, t1, x0, t_eval, last_crossing=None, ignored=frozenset()):
         """Integrate from t0 to t1 or the first trigger root; returns (x, t, outputs)."""
         if t1 <= t0:
-            return x0, t0, []
+            return self.state(x0), t0, []
         root_atoms = [k for k in range(len(self.atoms))
                       if not self.time_atoms[k] and k not in ignored]
         functions = []
         for k in root_atoms:
             def g(t, y, k=k):
-                return self.atom_programs.evaluate(k, y * self.scale, self.parameters, t)
+                return self.atom_programs.evaluate(k, self.load(y), self.parameters, t)
             g.terminal = True
             # The atom that just crossed sits on its root: it may only cross back.
             g.direction = -last_crossing[1] if last_crossing and last_crossing[0] == k else 0
             functions.append(g)
-        y0 = x0 / self.scale
+        jumps = self._jump_functions(t0, x0)
+        y0 = self.state(x0)
         t_eval = np.append(t_eval, t1)
         try:
             solution = solve_ivp(self.rhs, (t0, t1), y0, method=self.method, t_eval=t_eval,
-                                 events=functions or None, rtol=self.rtol, atol=self.atol)
+                                 events=(functions + jumps) or None, rtol=self.rtol,
+                                 atol=self.atol)
         except (ValueError, ZeroDivisionError, OverflowError) as error:
             raise ConvergenceError(f"the rate equations could not be integrated from t={t0}: "
                                    f"{error}") from None
         if solution.status == -1:
             raise ConvergenceError(f"integration failed at t={solution.t[-1]:g}: "
                                    f"{solution.message}. Try method='BDF' or 'Radau'.")
-        outputs = [(tt, solution.y[:, i] * self.scale) for i, tt in enumerate(solution.t)
-                   if tt < t1]
+        outputs = [(tt, solution.y[:, i]) for i, tt in enumerate(solution.t) if tt < t1]
         if solution.status == 1:
             for position, k in enumerate(root_atoms):
                 if len(solution.t_events[position]):
                     t_root = float(solution.t_events[position][0])
                     y_root = solution.y_events[position][0]
                     after = self.rhs(t_root, y_root)
-                    slope = self._atom_slope(k, t_root, y_root * self.scale, after)
-                    outputs = [(tt, xx) for tt, xx in outputs if tt <= t_root]
-                    return y_root * self.scale, (t_root, k, np.sign(slope) or 1.0), outputs
-        return solution.y[:, -1] * self.scale, t1, outputs
+                    slope = self._atom_slope(k, t_root, y_root, after)
+                    outputs = [(tt, yy) for tt, yy in outputs if tt <= t_root]
+                    return y_root, (t_root, k, np.sign(slope) or 1.0), outputs
+            hits = [(float(times[0]), position) for position, times in enumerate(
+                solution.t_events) if position >= len(root_atoms) and len(times)]
+            if hits:  # a floor/ceiling jump: restart there
+                t_jump, position = min(hits)
+                return solution.y_events[position][0], t_jump, [
+                    (tt, yy) for tt, yy in outputs if tt < t_jump]
+        return solution.y[:, -1], t1, outputs
 
-    def _atom_slope(self, k, t, x, dydt) -> float:
+    def _jump_functions(self, t0: float, x0: np.ndarray) -> list:
+        """Terminal roots at the whole numbers next to each floor/ceiling argument."""
+        functions = []
+        values = self.jump_programs.evaluate_all(x0, self.parameters, t0) \
+            if len(self.jump_programs.bounds) else []
+        for k, value in enumerate(values):
+            if not np.isfinite(value):
+                continue
+            nearest = round(value)
+            on_boundary = abs(value - nearest) <= 1e-9 * max(1.0, abs(value))
+            below = nearest - 1 if on_boundary else np.floor(value)
+            for level in (below, below + (2 if on_boundary else 1)):
+                def g(t, y, k=k, level=level):
+                    return self.jump_programs.evaluate(k, self.load(y), self.parameters,
+                                                       t) - level
+                g.terminal = True
+                functions.append(g)
+        return functions
+
+    def _atom_slope(self, k, t, y, dydt) -> float:
         step = 1e-7 * max(1.0, abs(t))
-        ahead = self.atom_programs.evaluate(k, x + dydt * self.scale * step, self.parameters,
+        ahead = self.atom_programs.evaluate(k, self.load(y + dydt * step), self.parameters,
                                             t + step)
-        behind = self.atom_programs.evaluate(k, x - dydt * self.scale * step, self.parameters,
+        behind = self.atom_programs.evaluate(k, self.load(y - dydt * step), self.parameters,
                                              t - step)
+        self.load(y)
         return ahead - behind
 
 
@@ -363,7 +449,7 @@ def _is_time_threshold_atom(atom, network: Network) -> bool:
     if TIME not in atom.free_symbols:
         return False
     constant = {sympy.Symbol(p) for p in network.parameter_ids} - {
-        sympy.Symbol(p) for p in event_assigned_parameters(network)}
+        sympy.Symbol(p) for p in variable_parameters(network)}
     if not atom.free_symbols <= {TIME} | constant:
         return False
     difference = sympy.expand(atom.lhs - atom.rhs)

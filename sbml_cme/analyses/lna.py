@@ -46,7 +46,7 @@ from scipy.integrate import BDF, solve_ivp
 
 from ..errors import ConvergenceError, UnsupportedFeatureError
 from ..kinetics import (all_propensities, compile_expressions, compile_network,
-                        refuse_randomness)
+                        refuse_continuous, refuse_randomness)
 from ..network import TIME, Network
 from ..results import LNAResult
 from .deterministic import _check_times
@@ -717,6 +717,7 @@ def _polish(equations: RateEquations, start: np.ndarray):
 def check_lna_support(network: Network, steady_state: bool) -> None:
     """Raise UnsupportedFeatureError for constructs the LNA cannot follow."""
     refuse_randomness(network, "solve_lna")
+    refuse_continuous(network, "solve_lna")
     if network.events:
         raise UnsupportedFeatureError(
             "events", network.events[0].id, analysis="solve_lna",

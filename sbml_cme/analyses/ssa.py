@@ -27,7 +27,7 @@ from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
-                        compile_network, run_program)
+                        compile_network, refuse_continuous, run_program)
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
@@ -561,6 +561,12 @@ def _ensemble_serial(data, trigger, delay, priority, flags, assignment_ptr, assi
 # -- public API -------------------------------------------------------------------------------
 def check_ssa_support(network: Network) -> None:
     """Raise UnsupportedFeatureError when the SSA cannot be exact for ``network``."""
+    refuse_continuous(network, "simulate_ssa")
+    for event in network.events:
+        if event.execution_scales:
+            raise UnsupportedFeatureError(
+                "a delayed concentration assignment in a variable compartment", event.id,
+                analysis="simulate_ssa", hint="simulate_deterministic runs it.")
     if network.uses_time:
         reaction = next(r.id for r in network.reactions
                         if "<time>" in {s.name for s in r.rate_law.propensity().free_symbols})

@@ -2,9 +2,10 @@
 
 Names become ``sympy.Symbol(id)`` (after optional renaming, used for local parameters),
 the time csymbol becomes :data:`sbml_cme.network.TIME`, Avogadro's csymbol its value, and
-function definitions are expanded in place. Constructs with no stochastic meaning
-(``delay``, ``rateOf``) raise :class:`UnsupportedFeatureError` naming the element; on
-request (``delays=True``) ``delay`` is kept as :data:`DELAY` for the importer to convert.
+function definitions are expanded in place. ``rateOf(x)`` becomes :data:`RATE_OF` and a
+reaction id its symbol, for the importer to replace. ``delay`` raises
+:class:`UnsupportedFeatureError` naming the element; on request (``delays=True``) it is
+kept as :data:`DELAY` for the importer to convert.
 """
 
 from __future__ import annotations
@@ -73,6 +74,10 @@ _DISTRIB = {getattr(libsbml, f"AST_DISTRIB_FUNCTION_{name.upper()}"): name
 #: The SBML delay csymbol, ``DELAY(value, delay)``, kept only when the importer asks.
 DELAY = sympy.Function("delay")
 
+#: The SBML L3V2 rateOf csymbol, ``RATE_OF(symbol)``: the importer replaces it by the
+#: symbol's rate of change.
+RATE_OF = sympy.Function("rateOf")
+
 _LOGICAL = {
     libsbml.AST_LOGICAL_AND: sympy.And,
     libsbml.AST_LOGICAL_OR: sympy.Or,
@@ -85,9 +90,6 @@ class FunctionDefinitions:
 
     def __init__(self, model: libsbml.Model):
         self.bodies: dict[str, tuple[list[str], libsbml.ASTNode]] = {}
-        #: Reaction ids: as a symbol (L3) a reaction id means its rate, a deterministic
-        #: flux with no counterpart in a stochastic network.
-        self.reaction_ids = {r.getId() for r in model.getListOfReactions()}
         for fd in model.getListOfFunctionDefinitions():
             math_ = fd.getMath()
             if math_ is None:
@@ -160,11 +162,7 @@ class _Converter:
             name = ast.getName()
             if name in names:
                 return names[name]
-            if name in self.functions.reaction_ids:
-                raise self.unsupported(
-                    f"the reaction rate symbol '{name}' in math",
-                    "A stochastic network has no continuous reaction flux; use the rate "
-                    "law's expression instead.")
+            # A reaction id stands for its rate; the importer inlines the kinetic law.
             return sympy.Symbol(name)
         if kind == libsbml.AST_NAME_TIME:
             return TIME
@@ -187,7 +185,9 @@ class _Converter:
                 "kinetic law C*delay(f, tau) into a chain of k memoryless phases "
                 "(docs/delays.md); delay() elsewhere (rules, events) has no stochastic form.")
         if kind == getattr(libsbml, "AST_FUNCTION_RATE_OF", -999):
-            raise self.unsupported("the rateOf csymbol")
+            if len(children) != 1 or children[0].getType() != libsbml.AST_NAME:
+                raise self.unsupported("a rateOf csymbol whose argument is not an identifier")
+            return RATE_OF(sympy.Symbol(children[0].getName()))
         number = lambda node: _as_number(sub(node))  # noqa: E731
         if kind == libsbml.AST_PLUS:
             return sympy.Add(*map(number, children)) if children else sympy.Integer(0)

@@ -24,8 +24,8 @@ from ..delays import MAX_PHASES, with_delay
 from ..distributions import RandomDraw, has_draws
 from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, UnsupportedFeatureError
 from ..network import (AVOGADRO, TIME, Compartment, Conversion, Event, Expression, MassAction,
-                       Network, Output, Parameter, Reaction, Species)
-from .mathml import DELAY, FunctionDefinitions, to_sympy
+                       Network, Output, Parameter, RateRule, Reaction, Species)
+from .mathml import DELAY, RATE_OF, FunctionDefinitions, to_sympy
 
 #: Molecules per unit for the ``substance_unit`` option.
 SUBSTANCE_UNITS = {
@@ -185,19 +185,29 @@ class _Importer:
         self.clock_rules: dict[str, sympy.Basic] = {}
         #: Parameters drawn per realisation: id -> formula with RandomDraw (SBML symbols).
         self.parameter_draws: dict[str, sympy.Basic] = {}
+        #: Every rate rule: variable id -> d(variable)/dt over SBML symbols (model units).
+        self.rate_rule_formulas: dict[str, sympy.Basic] = {}
+        #: Species id -> conversion factor (set once initial values are known).
+        self.conversion_factors: dict[str, float] | None = None
+        #: Constructs only the deterministic limit evaluates: (element id, construct).
+        self.deterministic_only: list[tuple[str, str]] = []
 
     # -- the whole conversion ---------------------------------------------------------
     def network(self) -> Network:
         self._reject_unsupported_model_constructs()
-        self.compartments = self._compartments()
         self.rule_formulas = self._assignment_rules()
+        self.variable_sizes = self._variable_compartments()
+        self.compartments = self._compartments()
         self.extent_factor = self._extent_factor()
+        self.law_formulas = self._kinetic_law_formulas()
         self.values = self._initial_values()
         for cid, compartment in list(self.compartments.items()):
             if cid in self.values and self.values[cid] != compartment.size:
-                # An initial assignment sets the (constant) size.
+                # An initial assignment or rule sets the (initial) size.
                 self.compartments[cid] = dataclasses.replace(compartment,
                                                              size=self.values[cid])
+        self.conversion_factors = self._conversion_factors()
+        self.continuous_ids = self._continuous_species()
         self.species = self._species()
         self.species_ids = {s.id for s in self.species}
         self.count_subs = self._count_substitutions()
@@ -211,7 +221,9 @@ class _Importer:
             id=self.model.getId(), name=self.model.getName(), notes=tuple(self.notes),
             source_sbml=self.text, read_options=dataclasses.astuple(self.options),
             clocks=self._clocks(), parameter_distributions=tuple(
-                (pid, self.to_counts(formula)) for pid, formula in self.parameter_draws.items()))
+                (pid, self.to_counts(formula)) for pid, formula in self.parameter_draws.items()),
+            rate_rules=tuple(self._rate_rules()),
+            deterministic_only=tuple(dict.fromkeys(self.deterministic_only)))
         return _with_annotated_bursts(self._delay_chains(network), self.model)
 
     def _reject_unsupported_model_constructs(self) -> None:
@@ -222,18 +234,9 @@ class _Importer:
                                               or "algebraic rule",
                                               hint="Solve the constraint by hand into an "
                                                    "assignment rule.")
-            if rule.isRate() and self._is_clock(rule):
-                self.clock_rules[variable] = to_sympy(rule.getMath(), variable, self.functions)
-                continue
             if rule.isRate():
-                kind = "species" if self.model.getSpecies(variable) else "variable"
-                raise UnsupportedFeatureError(
-                    f"a rate rule on {kind} '{variable}'", variable,
-                    hint="Only reactions can change molecule counts in a stochastic "
-                         "model; express the rate rule as reactions.")
-            if self.model.getCompartment(variable) is not None:
-                raise UnsupportedFeatureError(f"an assignment rule on compartment '{variable}' "
-                                              "(variable volume)", variable)
+                self._record_rate_rule(rule)
+                continue
             if self._species_reference(variable) is not None:
                 raise UnsupportedFeatureError("variable stoichiometry (a rule on a species "
                                               "reference)", variable)
@@ -245,13 +248,19 @@ class _Importer:
         for constraint in self.model.getListOfConstraints():
             self.notes.append("constraints are ignored (they do not change the dynamics)")
             break
-        for species in self.model.getListOfSpecies():
-            if species.isSetConversionFactor():
-                self._require_unit_conversion_factor(species.getConversionFactor(),
-                                                     species.getId())
-        if self.level >= 3 and self.model.isSetConversionFactor():
-            self._require_unit_conversion_factor(self.model.getConversionFactor(),
-                                                 self.model.getId())
+
+    def _record_rate_rule(self, rule: libsbml.Rule) -> None:
+        """Keep a rate rule's formula; a constant rate on a parameter is also a clock."""
+        variable = rule.getVariable()
+        if self._species_reference(variable) is not None:
+            raise UnsupportedFeatureError("variable stoichiometry (a rate rule on a species "
+                                          "reference)", variable)
+        formula = to_sympy(rule.getMath(), variable, self.functions)
+        if has_draws(formula):
+            raise UnsupportedFeatureError("a random draw (distrib) in a rate rule", variable)
+        self.rate_rule_formulas[variable] = formula
+        if self._is_clock(rule):
+            self.clock_rules[variable] = formula
 
     def _is_clock(self, rule: libsbml.Rule) -> bool:
         """A rate rule ``d(parameter)/dt = constant``: the parameter advances with time."""
@@ -272,12 +281,54 @@ class _Importer:
         return tuple((pid, _evaluate(formula, self.values, pid))
                      for pid, formula in self.clock_rules.items())
 
-    def _require_unit_conversion_factor(self, parameter_id: str, element_id: str) -> None:
-        parameter = self.model.getParameter(parameter_id)
-        if parameter is None or parameter.getValue() != 1.0 or self._is_assigned(parameter_id):
-            raise UnsupportedFeatureError(
-                f"a conversion factor ('{parameter_id}') other than 1", element_id,
-                hint="It makes the change per reaction event non-integer in molecules.")
+    def _conversion_factors(self) -> dict[str, float]:
+        """Species id -> its conversion factor (the species' own, else the model's; 1
+        without): each firing changes the species by factor x stoichiometry."""
+        model_factor = self.model.getConversionFactor() if (
+            self.level >= 3 and self.model.isSetConversionFactor()) else ""
+        factors = {}
+        for species in self.model.getListOfSpecies():
+            parameter_id = species.getConversionFactor() if \
+                species.isSetConversionFactor() else model_factor
+            if not parameter_id:
+                continue
+            parameter = self.model.getParameter(parameter_id)
+            if parameter is None or not parameter.getConstant() or \
+                    parameter_id in self.rate_rule_formulas or self._is_event_target(parameter_id):
+                raise UnsupportedFeatureError(
+                    f"a conversion factor ('{parameter_id}') that is not a constant parameter",
+                    species.getId(), hint="Make the conversion factor a constant parameter.")
+            value = self.values.get(parameter_id)
+            if value is None or not np.isfinite(value):
+                raise InvalidSBMLError(f"conversion factor '{parameter_id}' of species "
+                                       f"'{species.getId()}' has no finite value")
+            factors[species.getId()] = float(value)
+        return factors
+
+    def _is_event_target(self, element_id: str) -> bool:
+        return any(ea.getVariable() == element_id for event in self.model.getListOfEvents()
+                   for ea in event.getListOfEventAssignments())
+
+    def _variable_compartments(self) -> set[str]:
+        """Compartments whose size a rate rule or an event changes (they become parameters);
+        a compartment with an assignment rule is inlined like any rule variable."""
+        return {c.getId() for c in self.model.getListOfCompartments()
+                if c.getId() in self.rate_rule_formulas or self._is_event_target(c.getId())}
+
+    def _continuous_species(self) -> set[str]:
+        """Species in the continuous partition: rate-rule targets and species that some
+        reaction changes by a non-integer amount (stoichiometry x conversion factor)."""
+        continuous = {sid for sid in self.rate_rule_formulas
+                      if self.model.getSpecies(sid) is not None}
+        for reaction in self.model.getListOfReactions():
+            for reference in list(reaction.getListOfReactants()) + list(
+                    reaction.getListOfProducts()):
+                sid = reference.getSpecies()
+                change = self._reference_stoichiometry(reference) * \
+                    self.conversion_factors.get(sid, 1.0)
+                if np.isfinite(change) and change != round(change):
+                    continuous.add(sid)
+        return continuous
 
     def _is_assigned(self, element_id: str) -> bool:
         if self.model.getInitialAssignment(element_id) is not None:
@@ -416,10 +467,12 @@ class _Importer:
                                    if self.level >= 3 else
                                    compartment.getSpatialDimensions() == 0):
                 size = 1.0  # a point has no size: its species' values are amounts
+            variable = compartment.getId() in self.variable_sizes or \
+                compartment.getId() in self.rule_formulas
             result[compartment.getId()] = Compartment(
                 id=compartment.getId(), name=compartment.getName(), size=size,
                 spatial_dimensions=_spatial_dimensions(compartment, self.level),
-                litres_per_unit=litres)
+                litres_per_unit=litres, constant=not variable)
         return result
 
     def _assignment_rules(self) -> dict[str, sympy.Basic]:
@@ -431,13 +484,34 @@ class _Importer:
                                                      self.functions)
         return rules
 
+    def _kinetic_law_formulas(self) -> dict[str, sympy.Basic]:
+        """Reaction id -> kinetic law over SBML symbols (substance per time; local
+        parameters renamed ``reaction.parameter``): the value of the reaction's id in math."""
+        formulas = {}
+        for reaction in self.model.getListOfReactions():
+            law = reaction.getKineticLaw()
+            if law is None or law.getMath() is None:
+                continue
+            formulas[reaction.getId()] = to_sympy(
+                law.getMath(), reaction.getId(), self.functions,
+                rename=self._local_parameter_symbols(reaction),
+                delays=self.options.delays == "phases")
+        return formulas
+
+    def _local_parameter_symbols(self, reaction: libsbml.Reaction) -> dict[str, sympy.Symbol]:
+        law = reaction.getKineticLaw()
+        local = list(law.getListOfLocalParameters()) if self.level >= 3 else \
+            list(law.getListOfParameters())
+        return {p.getId(): sympy.Symbol(f"{reaction.getId()}.{p.getId()}") for p in local}
+
     def _initial_values(self) -> dict[str, float]:
         """Values of every SBML symbol at t = 0 (species as their symbols mean)."""
         values: dict[str, float] = {}
         overridden = {cid for cid, _ in self.options.volumes}
         for cid, compartment in self.compartments.items():
-            if compartment.size is not None and (
-                    cid in overridden or self.model.getInitialAssignment(cid) is None):
+            if compartment.size is not None and (cid in overridden or (
+                    self.model.getInitialAssignment(cid) is None and
+                    cid not in self.rule_formulas)):
                 values[cid] = compartment.size
         for parameter in self.model.getListOfParameters():
             if parameter.isSetValue():
@@ -447,15 +521,24 @@ class _Importer:
                     reaction.getListOfProducts()):
                 if reference.isSetId():
                     values[reference.getId()] = reference.getStoichiometry()
+            law = reaction.getKineticLaw()
+            for parameter in (() if law is None else law.getListOfLocalParameters()
+                              if self.level >= 3 else law.getListOfParameters()):
+                values[f"{reaction.getId()}.{parameter.getId()}"] = parameter.getValue()
         pending_species = {}
         for species in self.model.getListOfSpecies():
             pending_species[species.getId()] = species
-        definitions = dict(self.rule_formulas)
+        # Rules with rateOf are evaluated along the run only; a reaction id is its law.
+        definitions = {variable: formula for variable, formula in
+                       {**self.law_formulas, **self.rule_formulas}.items()
+                       if not formula.has(RATE_OF, DELAY)}
         for assignment in self.model.getListOfInitialAssignments():
             symbol = assignment.getSymbol()
             if symbol in overridden:
                 continue
             formula = to_sympy(assignment.getMath(), symbol, self.functions)
+            if formula.has(RATE_OF):
+                formula = self.expand_rate_of(formula, symbol)
             if has_draws(formula):
                 self._record_parameter_draw(symbol, formula)
                 continue
@@ -554,31 +637,45 @@ class _Importer:
                 molecules_per_unit=factor,
                 has_only_substance_units=species.getHasOnlySubstanceUnits(),
                 boundary=species.getBoundaryCondition(), constant=species.getConstant(),
-                name=species.getName()))
+                name=species.getName(), continuous=sid in self.continuous_ids))
         return result
+
+    def size_symbol(self, compartment_id: str) -> sympy.Basic:
+        """A compartment's size in expressions: a number, or its own symbol when it
+        changes (a parameter, or an assignment-rule variable inlined later)."""
+        compartment = self.compartments[compartment_id]
+        if compartment.constant:
+            return number(compartment.size)
+        return sympy.Symbol(compartment_id)
+
+    def molecules_per_value(self, species: Species) -> sympy.Basic:
+        """Molecules per unit of the species' SBML value (F, or F V for a concentration)."""
+        if species.has_only_substance_units:
+            return number(species.molecules_per_unit)
+        if self.compartments[species.compartment].size is None:
+            raise InvalidNetworkError(f"species '{species.id}' is a concentration but its "
+                                      "compartment has no size; pass volumes={...}")
+        return number(species.molecules_per_unit) * self.size_symbol(species.compartment)
 
     def _count_substitutions(self) -> dict[sympy.Symbol, sympy.Basic]:
         """SBML symbol -> expression in counts, parameters and time."""
         subs: dict[sympy.Symbol, sympy.Basic] = {}
         for cid, compartment in self.compartments.items():
-            if compartment.size is not None:
+            if compartment.size is not None and compartment.constant:
                 subs[sympy.Symbol(cid)] = number(compartment.size)
         for species in self.species:
             n = sympy.Symbol(species.id)
-            if species.has_only_substance_units:
-                subs[n] = n / number(species.molecules_per_unit)
-            else:
-                size = self.compartments[species.compartment].size
-                subs[n] = n / number(species.molecules_per_unit * size)
+            subs[n] = n / self.molecules_per_value(species)
         for reaction in self.model.getListOfReactions():
             for reference in list(reaction.getListOfReactants()) + list(
                     reaction.getListOfProducts()):
                 if reference.isSetId():
                     subs[sympy.Symbol(reference.getId())] = number(
                         self.values[reference.getId()])
-        # Assignment rules are inlined, innermost first.
+        # Assignment rules and reaction ids (their kinetic laws) are inlined, innermost first.
         resolved: dict[sympy.Symbol, sympy.Basic] = {}
-        pending = dict(self.rule_formulas)
+        pending = {variable: self.expand_rate_of(formula, variable) for variable, formula in
+                   {**self.law_formulas, **self.rule_formulas}.items()}
         while pending:
             progress = False
             for variable, formula in list(pending.items()):
@@ -592,11 +689,78 @@ class _Importer:
                                               sorted(pending)[0])
         final = {symbol: formula.xreplace(subs) for symbol, formula in resolved.items()}
         subs.update(final)
+        ruled_sizes = {sympy.Symbol(c) for c in self.rule_formulas if c in self.compartments}
+        for _ in range(len(ruled_sizes)):  # sizes given by rules inside species symbols
+            if not any(expression.free_symbols & ruled_sizes for expression in subs.values()):
+                break
+            sizes = {size: subs[size] for size in ruled_sizes}
+            subs = {symbol: expression.xreplace(sizes) for symbol, expression in subs.items()}
+        if any(expression.free_symbols & ruled_sizes for expression in subs.values()):
+            raise UnsupportedFeatureError("an assignment rule on a compartment size that "
+                                          "depends on itself", sorted(map(str, ruled_sizes))[0])
         return subs
 
-    def to_counts(self, formula: sympy.Basic) -> sympy.Basic:
+    def expand_rate_of(self, formula: sympy.Basic, element_id: str) -> sympy.Basic:
+        """``formula`` with every ``rateOf(x)`` replaced by the rate of change of x
+        (SBML symbols and units)."""
+        if not formula.has(RATE_OF):
+            return formula
+        return formula.replace(RATE_OF, lambda symbol: self._rate_of(symbol.name, element_id))
+
+    def _rate_of(self, variable: str, element_id: str) -> sympy.Basic:
+        """d(variable)/dt over SBML symbols: a rate rule, the net reaction flux of a
+        species (deterministic limit only), d/dt of a rule of time, or 0 for a value
+        that changes only at events."""
+        if variable in self.rate_rule_formulas:
+            return self.rate_rule_formulas[variable]
+        if variable in self.rule_formulas:
+            formula = self.rule_formulas[variable]
+            if formula.free_symbols - {TIME} - {sympy.Symbol(c) for c in self._constants()}:
+                raise UnsupportedFeatureError(
+                    f"rateOf('{variable}') of an assignment rule that is not a function of "
+                    "time", element_id)
+            return sympy.diff(formula, TIME)
+        species = self.model.getSpecies(variable)
+        if species is None or species.getBoundaryCondition() or species.getConstant():
+            return sympy.Integer(0)
+        flux = sympy.Integer(0)
+        for reaction in self.model.getListOfReactions():
+            for sign, references in ((-1, reaction.getListOfReactants()),
+                                     (1, reaction.getListOfProducts())):
+                for reference in references:
+                    if reference.getSpecies() == variable:
+                        flux += sign * number(self._reference_stoichiometry(reference)) * \
+                            sympy.Symbol(reaction.getId())
+        if flux == 0:
+            return flux
+        if self.conversion_factors is None:  # initial values come first
+            factor = self.model.getConversionFactor() if self.level >= 3 else ""
+            if species.isSetConversionFactor() or factor:
+                raise UnsupportedFeatureError(
+                    f"rateOf('{variable}') in an initial value of a model with conversion "
+                    "factors", element_id)
+        else:
+            flux *= number(self.conversion_factors.get(variable, 1.0))
+        self.deterministic_only.append((element_id, f"rateOf of species '{variable}', "
+                                                    "which reactions change"))
+        if species.getHasOnlySubstanceUnits():
+            return flux
+        compartment = species.getCompartment()
+        if not self.compartments[compartment].constant:
+            raise UnsupportedFeatureError(
+                f"rateOf of the concentration '{variable}' in the variable compartment "
+                f"'{compartment}'", element_id)
+        return flux / sympy.Symbol(compartment)
+
+    def _constants(self) -> set[str]:
+        """Ids of parameters and compartments that never change."""
+        ids = {p.getId() for p in self.model.getListOfParameters() if p.getConstant()}
+        ids |= {c.getId() for c in self.model.getListOfCompartments() if c.getConstant()}
+        return ids - set(self.rate_rule_formulas) - set(self.rule_formulas)
+
+    def to_counts(self, formula: sympy.Basic, element_id: str = "") -> sympy.Basic:
         """Rewrite an SBML formula (model units) in counts, parameters and time."""
-        return formula.xreplace(self.count_subs)
+        return self.expand_rate_of(formula, element_id).xreplace(self.count_subs)
 
     def _parameters(self) -> list[Parameter]:
         result = []
@@ -606,12 +770,64 @@ class _Importer:
                 continue
             if pid not in self.values:
                 raise InvalidNetworkError(f"parameter '{pid}' has no value")
-            result.append(Parameter(pid, float(self.values[pid]), parameter.getConstant()))
+            result.append(Parameter(pid, float(self.values[pid]), parameter.getConstant()
+                                    and pid not in self.rate_rule_formulas))
+        for cid in sorted(self.variable_sizes):
+            size = self.compartments[cid].size
+            if size is None:
+                raise InvalidNetworkError(f"the variable compartment '{cid}' has no initial "
+                                          "size; pass volumes={...}")
+            result.append(Parameter(cid, float(size), constant=False))
         return result
 
+    def _rate_rules(self) -> list[RateRule]:
+        """Rate rules in counts: species targets in molecules per time, parameter and
+        compartment targets in model units per time."""
+        rules = []
+        for variable, formula in self.rate_rule_formulas.items():
+            rate = self.to_counts(formula, variable)
+            species = next((s for s in self.species if s.id == variable), None)
+            if species is not None:
+                rate = self._species_rate(species, rate)
+            rules.append(RateRule(variable, rate))
+        return rules
+
+    def _species_rate(self, species: Species, rate: sympy.Basic) -> sympy.Basic:
+        """dn/dt in molecules per time from d(value)/dt: F d(amount)/dt, or for a
+        concentration F V d[S]/dt + n dV/dt / V (the amount moves with the volume)."""
+        if species.has_only_substance_units:
+            return number(species.molecules_per_unit) * rate
+        size = self.size_symbol(species.compartment)
+        size_rate = sympy.Integer(0)
+        if species.compartment in self.rate_rule_formulas:
+            size_rate = self.to_counts(self.rate_rule_formulas[species.compartment],
+                                       species.id)
+        elif species.compartment in self.rule_formulas:
+            size_rate = sympy.diff(self.to_counts(size), TIME)
+            if size.free_symbols and (self.to_counts(size).free_symbols - {TIME} -
+                                      {sympy.Symbol(p.id) for p in self.parameters
+                                       if p.constant}):
+                raise UnsupportedFeatureError(
+                    f"a rate rule on the concentration '{species.id}' in a compartment "
+                    "whose assignment rule depends on the state", species.id)
+        n = sympy.Symbol(species.id)
+        return self.to_counts(number(species.molecules_per_unit) * size) * rate + \
+            n * size_rate / self.to_counts(size)
+
     # -- reactions -----------------------------------------------------------------------
-    def _stoichiometry(self, reaction, references) -> tuple[tuple[str, int], ...]:
-        totals: dict[str, int] = {}
+    def _reference_stoichiometry(self, reference) -> float:
+        """The stoichiometry of a species reference as written (1 when L3 leaves it unset)."""
+        value = self.values.get(reference.getId(), reference.getStoichiometry()) \
+            if reference.isSetId() else reference.getStoichiometry()
+        if self.level >= 3 and not reference.isSetStoichiometry() and not (
+                reference.isSetId() and reference.getId() in self.values):
+            value = 1.0
+        return value
+
+    def _stoichiometry(self, reaction, references) -> tuple[tuple[str, float], ...]:
+        """Species -> stoichiometry as written (a law's orders; conversion factors are
+        applied by :meth:`_converted`)."""
+        totals: dict[str, float] = {}
         for reference in references:
             sid = reference.getSpecies()
             if reference.isSetStoichiometryMath() if self.level == 2 else False:
@@ -620,20 +836,31 @@ class _Importer:
             if self.level >= 3 and reference.isSetId() and not reference.getConstant() and \
                     self._is_assigned(reference.getId()):
                 raise UnsupportedFeatureError("variable stoichiometry", reference.getId())
-            value = self.values.get(reference.getId(), reference.getStoichiometry()) \
-                if reference.isSetId() else reference.getStoichiometry()
-            if self.level >= 3 and not reference.isSetStoichiometry() and not (
-                    reference.isSetId() and reference.getId() in self.values):
-                value = 1.0
-            if value != round(value) or value < 0:
+            value = self._reference_stoichiometry(reference)
+            if not np.isfinite(value):
+                raise InvalidSBMLError(f"reaction '{reaction.getId()}' has stoichiometry "
+                                       f"{value} of '{sid}'")
+            if value < 0:
                 raise UnsupportedFeatureError(
-                    f"non-integer stoichiometry {value:g} of '{sid}'", reaction.getId(),
-                    hint="Molecule counts change by whole numbers; rescale the reaction.")
+                    f"a negative stoichiometry {value:g} of '{sid}'", reaction.getId(),
+                    hint="Move the species to the other side of the reaction.")
             if sid in self.rule_formulas:
                 continue  # a rule-determined species is not changed by reactions
             if value > 0:
-                totals[sid] = totals.get(sid, 0) + int(round(value))
-        return tuple(totals.items())
+                totals[sid] = totals.get(sid, 0) + value
+        return tuple((sid, int(v) if float(v).is_integer() else v) for sid, v in totals.items())
+
+    def _converted(self, channel: Reaction) -> Reaction:
+        """``channel`` with each species' change multiplied by its conversion factor."""
+        if not self.conversion_factors:
+            return channel
+
+        def side(terms):
+            scaled = [(sid, count * self.conversion_factors.get(sid, 1.0)) for sid, count in terms]
+            return tuple((sid, int(c) if float(c).is_integer() else c)
+                         for sid, c in scaled if c != 0)
+        return dataclasses.replace(channel, reactants=side(channel.reactants),
+                                   products=side(channel.products))
 
     def _channels(self, reaction: libsbml.Reaction) -> list[Reaction]:
         rid = reaction.getId()
@@ -642,15 +869,13 @@ class _Importer:
             raise UnsupportedFeatureError("a reaction without a kinetic law", rid)
         reactants = self._stoichiometry(reaction, reaction.getListOfReactants())
         products = self._stoichiometry(reaction, reaction.getListOfProducts())
-        local = {}
+        local = self._local_parameter_symbols(reaction)
         local_parameters = list(law.getListOfLocalParameters()) if self.level >= 3 else \
             list(law.getListOfParameters())
         for parameter in local_parameters:
-            new_id = f"{rid}.{parameter.getId()}"
-            local[parameter.getId()] = sympy.Symbol(new_id)
-            self.parameters.append(Parameter(new_id, float(parameter.getValue())))
-        formula = to_sympy(law.getMath(), rid, self.functions, rename=local,
-                           delays=self.options.delays == "phases")
+            self.parameters.append(Parameter(f"{rid}.{parameter.getId()}",
+                                             float(parameter.getValue())))
+        formula = self.law_formulas[rid]
         if formula.has(DELAY):
             formula = self._undelayed_law(rid, formula, reactants, products)
         if has_draws(formula):
@@ -659,7 +884,8 @@ class _Importer:
                 hint="Draw a parameter once (an initial assignment) or in an event instead.")
         propensity = number(self.extent_factor) * self.to_counts(formula)
         sbml_law = libsbml.formulaToL3String(law.getMath())
-        return _classify(rid, sbml_law, propensity, reactants, products, self)
+        return [self._converted(channel)
+                for channel in _classify(rid, sbml_law, propensity, reactants, products, self)]
 
     # -- delay() in kinetic laws (delays="phases", docs/delays.md) ------------------------
     def _undelayed_law(self, rid: str, formula: sympy.Basic, reactants, products) -> sympy.Basic:
@@ -757,6 +983,11 @@ class _Importer:
                                       species.getCompartment(), factor, hosu))
             else:
                 outputs.append(Output(variable, value, "parameter"))
+        ruled = set(self.rule_formulas) | set(self.clock_rules)
+        for variable in list(self.rate_rule_formulas) + sorted(self.variable_sizes):
+            if self.model.getSpecies(variable) is None and variable not in ruled and \
+                    variable not in {o.id for o in outputs}:
+                outputs.append(Output(variable, sympy.Symbol(variable), "parameter"))
         return outputs
 
     def _events(self) -> list[Event]:
@@ -766,19 +997,22 @@ class _Importer:
             trigger = event.getTrigger()
             if trigger is None or trigger.getMath() is None:
                 raise InvalidSBMLError(f"event '{eid}' has no trigger")
-            assignments = []
+            assignments, execution_scales = [], []
+            delayed = event.getDelay() is not None and (
+                event.getUseValuesFromTriggerTime() if (
+                    self.level >= 3 or event.isSetUseValuesFromTriggerTime()) else True)
             for assignment in event.getListOfEventAssignments():
                 target = assignment.getVariable()
-                value = self.to_counts(to_sympy(assignment.getMath(), eid, self.functions))
+                value = self.to_counts(to_sympy(assignment.getMath(), eid, self.functions), eid)
                 if target in self.species_ids:
                     species = next(s for s in self.species if s.id == target)
-                    size = self.compartments[species.compartment].size
-                    scale = species.molecules_per_unit * (
-                        1.0 if species.has_only_substance_units else size)
-                    value = number(scale) * value
-                elif self.model.getCompartment(target) is not None:
-                    raise UnsupportedFeatureError(
-                        f"an event assignment to compartment '{target}' (variable volume)", eid)
+                    scale = self.to_counts(self.molecules_per_value(species), eid)
+                    if delayed and scale.free_symbols:  # the volume at execution counts
+                        execution_scales.append((target, scale))
+                    else:
+                        value = scale * value
+                elif target in self.variable_sizes:
+                    pass
                 elif self.model.getParameter(target) is None:
                     raise UnsupportedFeatureError(
                         f"an event assignment to '{target}' (not a species or parameter)", eid)
@@ -791,7 +1025,7 @@ class _Importer:
             events.append(Event(
                 id=eid, trigger=self.to_counts(to_sympy(trigger.getMath(), eid, self.functions,
                                                  numeric=False)),
-                assignments=tuple(assignments),
+                assignments=tuple(assignments), execution_scales=tuple(execution_scales),
                 delay=self.to_counts(to_sympy(delay.getMath(), eid, self.functions))
                 if delay is not None and delay.getMath() is not None else None,
                 priority=self.to_counts(to_sympy(priority.getMath(), eid, self.functions))

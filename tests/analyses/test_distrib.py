@@ -252,10 +252,12 @@ def test_other_analyses_refuse_draws_and_clocks(analysis):
     assert error.value.element_id in {"t", "E0"}
 
 
-def test_rate_rules_other_than_clocks_are_still_refused():
-    with pytest.raises(UnsupportedFeatureError, match="rate rule"):
-        sbml_cme.read_sbml_string(_model(_draw("normal", "<cn>0</cn>", "<cn>1</cn>"),
-                                         rate="<ci>X</ci>"))
+def test_rate_rules_other_than_clocks_are_a_continuous_part():
+    network = sbml_cme.read_sbml_string(_model(_draw("normal", "<cn>0</cn>", "<cn>1</cn>"),
+                                               rate="<ci>X</ci>"))
+    assert network.clocks == () and network.has_continuous_part
+    with pytest.raises(UnsupportedFeatureError, match="rate rule on variable 't'"):
+        sbml_cme.kinetics.refuse_continuous(network, "solve_cme")
 
 
 def test_propensity_reading_a_clock_is_refused_by_the_ssa():

@@ -61,13 +61,12 @@ def test_exit_codes(tmp_path, capsys):
     bad = tmp_path / "bad.xml"
     bad.write_text("<sbml>not really</sbml>")
     assert main(["info", str(bad)]) == 3
-    rejected = tmp_path / "rate_rule.xml"
-    rejected.write_text(make_sbml({"X": 1}, [], rules=None).replace(
-        "</model>", "<listOfRules><rateRule variable=\"X\"><math xmlns=\"http://www.w3.org/"
-        "1998/Math/MathML\"><cn>1</cn></math></rateRule></listOfRules></model>"))
+    rejected = tmp_path / "fast.xml"
+    rejected.write_text(make_sbml({"X": 1}, [("r", {"X": 1}, {}, "X")]).replace(
+        'fast="false"', 'fast="true"'))
     assert main(["info", str(rejected)]) == 3
     error = capsys.readouterr().err
-    assert "rate rule" in error and "Traceback" not in error
+    assert "fast reaction" in error and "Traceback" not in error
     assert main(["ssa", str(rejected), "--points", "1"]) in (2, 3)
     assert main(["nonsense-command"]) == 2
 

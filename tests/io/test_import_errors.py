@@ -26,7 +26,6 @@ def test_invalid_sbml_carries_libsbml_messages():
 @pytest.mark.parametrize("rule, feature", [
     (f'<algebraicRule><math {MATHML}><apply><minus/><ci>X</ci><ci>Y</ci></apply></math>'
      '</algebraicRule>', "algebraic rule"),
-    (f'<rateRule variable="X"><math {MATHML}><cn>1</cn></math></rateRule>', "rate rule"),
 ])
 def test_rules_without_stochastic_meaning(rule, feature):
     with pytest.raises(sbml_cme.UnsupportedFeatureError, match=feature):
@@ -40,11 +39,13 @@ def test_fast_reaction():
     assert info.value.element_id == "conv"
 
 
-def test_non_integer_stoichiometry():
+def test_non_integer_stoichiometry_makes_a_continuous_species_the_cme_refuses():
     xml = make_sbml({"X": 5}, [("half", {"X": 1}, {}, "k * X")], parameters={"k": 1.0})
     xml = xml.replace('stoichiometry="1"', 'stoichiometry="0.5"')
-    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="non-integer stoichiometry"):
-        sbml_cme.read_sbml_string(xml)
+    network = sbml_cme.read_sbml_string(xml)
+    assert network.continuous_species == ("X",)
+    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="continuous species 'X'"):
+        sbml_cme.analyses.solve_cme(network, [0.0, 1.0])
 
 
 def test_law_that_can_turn_negative():
