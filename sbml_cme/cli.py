@@ -74,6 +74,9 @@ def cmd_info(args) -> int:
               f"{len(network.outputs)} rule outputs")
         print("\nSpecies\n", frames["species"].to_string(index=False))
         print("\nReactions\n", frames["reactions"].to_string(index=False))
+        if "partition" in frames:
+            print("\nPartition (continuous parts)\n",
+                  frames["partition"].to_string(index=False))
         print("\nConversion table\n", network.conversion_table().drop(
             columns=["deterministic_rate"]).to_string(index=False))
     for note in network.notes:

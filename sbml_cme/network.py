@@ -665,7 +665,8 @@ class Network:
 
         Columns: ``reaction, sbml_reaction, sbml_kinetic_law, form, orders,
         macroscopic_constant, molecules_per_unit, volume_factor, stochastic_constant,
-        combinatorial_factor, propensity, deterministic_rate``.
+        combinatorial_factor, propensity, deterministic_rate, channel`` (``jump`` or
+        ``continuous flux``, see :attr:`jump_mask`).
         """
         rows = []
         for reaction in self.reactions:
@@ -688,6 +689,7 @@ class Network:
                 "combinatorial_factor": conversion.combinatorial,
                 "propensity": _show(law.propensity()),
                 "deterministic_rate": _show(law.deterministic_limit()),
+                "channel": "jump" if self.jump_mask[len(rows)] else "continuous flux",
             })
         return pd.DataFrame(rows)
 
@@ -705,7 +707,45 @@ class Network:
         reactions = pd.DataFrame([{
             "reaction": r.id,
             "equation": _equation(r)} for r in self.reactions])
-        return {"species": species, "reactions": reactions}
+        frames = {"species": species, "reactions": reactions}
+        if self.rate_rules or self.continuous_species:
+            frames["partition"] = self.partition()
+        return frames
+
+    def partition(self) -> pd.DataFrame:
+        """The state's partition: one row per species and rate-rule parameter.
+
+        Columns: ``variable, kind`` (species or parameter), ``partition`` (discrete,
+        continuous or fixed), ``reason``, ``rate_rule`` (d/dt in counts per time for
+        species, model units per time for parameters; empty without one).
+        """
+        rules = {rule.target: _show(rule.formula) for rule in self.rate_rules}
+        whole = {sid for r in self.reactions for sid, count in r.reactants + r.products
+                 if not float(count).is_integer()}
+        rows = []
+        for s in self.species:
+            if s.fixed and s.id not in rules:
+                partition, reason = "fixed", "boundary or constant species"
+            elif not s.continuous:
+                partition, reason = "discrete", "molecule counts changed by jumps"
+            elif s.id in rules:
+                partition, reason = "continuous", "rate rule"
+            elif s.id in whole:
+                partition, reason = "continuous", "non-integer change per firing"
+            else:
+                partition, reason = "continuous", "chosen"
+            rows.append({"variable": s.id, "kind": "species", "partition": partition,
+                         "reason": reason, "rate_rule": rules.get(s.id, "")})
+        clocks = {pid for pid, _ in self.clocks}
+        for rule in self.rate_rules:
+            if rule.target in self.species_index:
+                continue
+            reason = "constant-rate clock" if rule.target in clocks else "rate rule"
+            rows.append({"variable": rule.target, "kind": "parameter",
+                         "partition": "continuous", "reason": reason,
+                         "rate_rule": rules[rule.target]})
+        return pd.DataFrame(rows, columns=["variable", "kind", "partition", "reason",
+                                           "rate_rule"])
 
 
 def unit_scale(molecules_per_unit: float, has_only_substance_units: bool,
