@@ -149,6 +149,9 @@ class Conversion:
         How counts enter: falling factorials, powers or the law as written.
     molecules_per_unit : float
         F, molecules per model extent unit.
+    terms : str
+        For a channel of a law that can turn negative: which terms of the law went
+        forward and which backward ("" for a one-way law).
     """
 
     sbml_law: str
@@ -157,6 +160,7 @@ class Conversion:
     volume_factor: float | None = None
     combinatorial: str = ""
     molecules_per_unit: float = 1.0
+    terms: str = ""
 
 
 #: Burst-size laws known to :class:`Burst`.
@@ -576,7 +580,9 @@ class Network:
 
         Columns: ``reaction, sbml_reaction, sbml_kinetic_law, form, orders,
         macroscopic_constant, molecules_per_unit, volume_factor, stochastic_constant,
-        combinatorial_factor, propensity, deterministic_rate``.
+        combinatorial_factor, signed_terms, propensity, deterministic_rate``
+        (``signed_terms``: for the channels of a law that can turn negative, which terms
+        went forward and which backward).
         """
         rows = []
         for reaction in self.reactions:
@@ -597,6 +603,7 @@ class Network:
                 "stochastic_constant": (float(law.rate_constant.subs(self._parameter_subs()))
                                         if is_mass_action else None),
                 "combinatorial_factor": conversion.combinatorial,
+                "signed_terms": conversion.terms,
                 "propensity": _show(law.propensity()),
                 "deterministic_rate": _show(law.deterministic_limit()),
             })

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from dataclasses import dataclass
 
 import libsbml
@@ -26,7 +27,7 @@ from ..distributions import RandomDraw, has_draws
 from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, UnsupportedFeatureError
 from ..network import (AVOGADRO, TIME, Compartment, Event, Network, Output, Parameter, Reaction,
                        Species)
-from .classify import LawContext, classify
+from .classify import LawContext, classify, sign_split_note
 from .mathml import DELAY, FunctionDefinitions, to_sympy
 
 #: Molecules per unit for the ``substance_unit`` option.
@@ -206,6 +207,10 @@ class _Importer:
         self.parameters = self._parameters()
         reactions = [channel for reaction in self.model.getListOfReactions()
                      for channel in self._channels(reaction)]
+        signed_note = sign_split_note(reactions)
+        if signed_note is not None:
+            self.notes.append(signed_note)
+            warnings.warn(f"{self.source}: {signed_note}", stacklevel=3)
         network = Network(
             species=tuple(self.species), reactions=tuple(reactions),
             parameters=tuple(self.parameters), compartments=tuple(self.compartments.values()),
@@ -661,11 +666,12 @@ class _Importer:
                 hint="Draw a parameter once (an initial assignment) or in an event instead.")
         propensity = number(self.extent_factor) * self.to_counts(formula)
         sbml_law = libsbml.formulaToL3String(law.getMath())
-        return classify(rid, sbml_law, propensity, reactants, products, LawContext(
+        context = LawContext(
             species=tuple(self.species), parameters=tuple(self.parameters),
-            compartments=tuple(self.compartments.values()),
-            extent_factor=self.extent_factor,
-            falling_factorials=self.options.falling_factorials))
+            compartments=tuple(self.compartments.values()), extent_factor=self.extent_factor,
+            falling_factorials=self.options.falling_factorials)
+        return classify(rid, sbml_law, propensity, reactants, products, context,
+                        reversible=reaction.getReversible())
 
     # -- delay() in kinetic laws (delays="phases", docs/delays.md) ------------------------
     def _undelayed_law(self, rid: str, formula: sympy.Basic, reactants, products) -> sympy.Basic:
