@@ -119,6 +119,12 @@ class _Assembler:
             return self._nary(_LOGICAL_CODES[type(node)], node.args, owner)
         if isinstance(node, sympy.Not):
             return self._nary(OP_NOT, node.args, owner)
+        if isinstance(node, sympy.ITE):
+            # sympy writes a relation on a Piecewise, piecewise(a, c, b) > 0, as
+            # ITE(c, a > 0, b > 0): the same choice as a boolean-valued Piecewise.
+            condition, then, otherwise = node.args
+            return self._emit(sympy.Piecewise((then, condition), (otherwise, True),
+                                              evaluate=False), owner)
         if isinstance(node, sympy.Piecewise):
             children = [part for value, condition in node.args for part in (value, condition)]
             depth = 0

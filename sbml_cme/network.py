@@ -171,6 +171,9 @@ class Conversion:
         How counts enter: falling factorials, powers or the law as written.
     molecules_per_unit : float
         F, molecules per model extent unit.
+    terms : str
+        For a channel of a law that can turn negative: which terms of the law went
+        forward and which backward ("" for a one-way law).
     """
 
     sbml_law: str
@@ -179,6 +182,7 @@ class Conversion:
     volume_factor: float | None = None
     combinatorial: str = ""
     molecules_per_unit: float = 1.0
+    terms: str = ""
 
 
 #: Burst-size laws known to :class:`Burst`.
@@ -665,8 +669,10 @@ class Network:
 
         Columns: ``reaction, sbml_reaction, sbml_kinetic_law, form, orders,
         macroscopic_constant, molecules_per_unit, volume_factor, stochastic_constant,
-        combinatorial_factor, propensity, deterministic_rate, channel`` (``jump`` or
-        ``continuous flux``, see :attr:`jump_mask`).
+        combinatorial_factor, signed_terms, propensity, deterministic_rate, channel``
+        (``signed_terms``: for the channels of a law that can turn negative, which terms
+        went forward and which backward; ``channel``: ``jump`` or ``continuous flux``,
+        see :attr:`jump_mask`).
         """
         rows = []
         for reaction in self.reactions:
@@ -687,6 +693,7 @@ class Network:
                 "stochastic_constant": (float(law.rate_constant.subs(self._parameter_subs()))
                                         if is_mass_action else None),
                 "combinatorial_factor": conversion.combinatorial,
+                "signed_terms": conversion.terms,
                 "propensity": _show(law.propensity()),
                 "deterministic_rate": _show(law.deterministic_limit()),
                 "channel": "jump" if self.jump_mask[len(rows)] else "continuous flux",
