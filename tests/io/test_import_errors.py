@@ -66,14 +66,19 @@ def test_delay_csymbol():
         sbml_cme.read_sbml_string(xml[:start] + delayed + xml[end:])
 
 
-def test_required_package_is_rejected():
+@pytest.mark.parametrize("package, reason", [("qual", "qualitative"), ("arrays", "arrays"),
+                                             ("multi", "multistate")])
+def test_required_package_that_changes_the_dynamics_is_rejected(package, reason):
     xml = base().replace(
         'xmlns="http://www.sbml.org/sbml/level3/version1/core"',
         'xmlns="http://www.sbml.org/sbml/level3/version1/core" '
-        'xmlns:comp="http://www.sbml.org/sbml/level3/version1/comp/version1" '
-        'comp:required="true"')
-    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="comp"):
+        f'xmlns:{package}="http://www.sbml.org/sbml/level3/version1/{package}/version1" '
+        f'{package}:required="true"')
+    if package == "multi":  # valid multi: every compartment says whether it is a type
+        xml = xml.replace("<compartment ", '<compartment multi:isType="false" ')
+    with pytest.raises(sbml_cme.UnsupportedFeatureError, match=reason) as info:
         sbml_cme.read_sbml_string(xml)
+    assert package in info.value.feature
 
 
 def test_bad_options():
