@@ -419,6 +419,10 @@ class _Importer:
                                                      self.functions)
         solved = solve_algebraic_rules(self.model, self.functions)
         for variable in solved:
+            if self.model.getCompartment(variable) is not None and changing_symbols(
+                    solved[variable], self.model, {**rules, **solved}):
+                raise UnsupportedFeatureError(f"an algebraic rule on compartment "
+                                              f"'{variable}' (variable volume)", variable)
             self.notes.append(f"an algebraic rule is read as the assignment rule "
                               f"{variable} = {solved[variable]}")
         return {**rules, **solved}

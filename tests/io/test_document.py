@@ -168,6 +168,15 @@ def test_algebraic_rule_without_one_solution_is_refused_by_name(rules, free, fea
     assert info.value.element_id in rules
 
 
+def test_algebraic_rule_on_a_compartment_that_changes_in_time_is_refused():
+    document = death()
+    document.getModel().getCompartment("cell").setConstant(False)
+    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="variable volume"):
+        sbml_cme.read_sbml_string(with_algebraic_rules(document, {"growth": "cell - 1 - time"}))
+    document.getModel().getRule(0).setMath(libsbml.parseL3Formula("cell - 3 * k"))
+    assert sbml_cme.read_sbml_string(text(document)).compartment_map["cell"].size == 3 * K
+
+
 # -- stoichiometry fixed at import -------------------------------------------------------------
 def stoichiometry_of_d(network) -> int:
     (reaction,) = network.reactions
