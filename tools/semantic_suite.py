@@ -93,14 +93,21 @@ def model_file(case_dir: str) -> str:
 def _observed(network, variables):
     """``network`` with an output for every requested parameter or compartment, so that
     event-assigned parameters are reported along the trajectory (observation only)."""
+    from sbml_cme.errors import UnsupportedFeatureError
     from sbml_cme.network import Output
     import sympy
 
     known = set(network.species_ids) | {o.id for o in network.outputs}
+    reactions = {r.sbml_id or r.id for r in network.reactions}
     extra = []
     for variable in variables:
         if variable in known:
             continue
+        if variable in reactions:
+            raise UnsupportedFeatureError(
+                f"the reaction rate symbol '{variable}' as an output", variable,
+                analysis="the semantic-suite tool",
+                hint="A network reports species, parameters and rule outputs, not fluxes.")
         if variable in network.parameter_ids:
             extra.append(Output(variable, sympy.Symbol(variable), "parameter"))
         elif variable in network.compartment_map:

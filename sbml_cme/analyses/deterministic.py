@@ -329,10 +329,12 @@ class _EventIntegrator:
                         self.atom_programs.evaluate(k, x, parameters_before, t):
                     last_crossing = None
             if stalled and np.array_equal(x_after, x) and np.array_equal(
-                    parameters_before, self.parameters, equal_nan=True):
+                    parameters_before, self.parameters, equal_nan=True) and \
+                    self._atom_slope(crossed_atom, t, x, self.rhs(t, x / self.scale)) == 0:
                 # A root at the very start that changed nothing: the atom sits on its
                 # root without crossing (e.g. |Q - R| - maxdiff == 0 identically); stop
-                # watching it until the integration makes progress.
+                # watching it until the integration makes progress. (An atom that leaves
+                # its root stays watched, for crossing back only: last_crossing.)
                 ignored.add(crossed_atom)
             elif not stalled:
                 ignored.clear()

@@ -28,6 +28,8 @@ from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, Unsupp
 from ..network import (AVOGADRO, TIME, Compartment, Event, Network, Output, Parameter, RateRule,
                        Reaction, Species)
 from .classify import LawContext, classify, sign_split_note
+from .document import (changing_symbols, event_targets, flatten_comp, package_notes,
+                       severe_errors, solve_algebraic_rules)
 from .mathml import DELAY, RATE_OF, FunctionDefinitions, to_sympy
 
 #: Molecules per unit for the ``substance_unit`` option.
@@ -93,13 +95,20 @@ def read_sbml(path: str | os.PathLike, **options) -> Network:
     with open(path, encoding="utf-8", errors="replace") as handle:
         text = handle.read()
     document = libsbml.readSBMLFromString(text)
-    return _Importer(document, _options(options), source=path, text=text).network()
+    return _Importer(document, _options(options), source=path, text=text,
+                     base_dir=os.path.dirname(os.path.abspath(path))).network()
 
 
-def read_sbml_string(text: str, **options) -> Network:
-    """Read SBML from a string; same options and errors as :func:`read_sbml`."""
+def read_sbml_string(text: str, *, base_dir: str | os.PathLike | None = None,
+                     **options) -> Network:
+    """Read SBML from a string; same options and errors as :func:`read_sbml`.
+
+    ``base_dir`` is where the external model definitions of a ``comp`` model are found
+    (default: the current directory; :func:`read_sbml` uses the file's directory).
+    """
     document = libsbml.readSBMLFromString(text)
-    return _Importer(document, _options(options), source="<string>", text=text).network()
+    return _Importer(document, _options(options), source="<string>", text=text,
+                     base_dir=os.path.abspath(base_dir or os.curdir)).network()
 
 
 def _options(options: dict) -> ReadOptions:
@@ -143,45 +152,39 @@ def _delay_options(options: dict) -> dict:
     return {"delays": delays, "delay_phases": int(phases)}
 
 
-def _check_document(document: libsbml.SBMLDocument, source: str) -> libsbml.Model:
-    severe = [document.getError(i) for i in range(document.getNumErrors())
-              if document.getError(i).getSeverity() >= libsbml.LIBSBML_SEV_ERROR]
+def _check_document(document: libsbml.SBMLDocument, source: str,
+                    base_dir: str) -> tuple[libsbml.Model, list[str], bool]:
+    """The document's model (``comp`` flattened), notes on ignored packages, and whether
+    it was flattened."""
+    severe = severe_errors(document)
     if severe:
         raise InvalidSBMLError(f"libsbml could not read '{source}'",
                                [f"line {e.getLine()}: {e.getMessage().strip()}" for e in severe])
-    model = document.getModel()
-    if model is None:
+    if document.getModel() is None:
         raise InvalidSBMLError(f"'{source}' contains no SBML model")
-    packages = set()
-    if document.getLevel() >= 3:
-        # libsbml attaches 'l3v2extendedmath' to every L3V2 document: it is core math.
-        # distrib adds random draws (read into RandomDraw) and uncertainty annotations
-        # (no effect on the dynamics).
-        packages = {document.getPlugin(i).getPackageName()
-                    for i in range(document.getNumPlugins())} - {"l3v2extendedmath",
-                                                                  "distrib"}
-    for package in sorted(packages):
-        if document.isSetPackageRequired(package) and document.getPackageRequired(package):
-            raise UnsupportedFeatureError(
-                f"the SBML package '{package}' (required=true)", model.getId() or source,
-                hint="Flatten or remove the package constructs (e.g. comp flattening in "
-                     "libsbml) and read the core model.")
-    return model
+    notes = package_notes(document, document.getModel().getId() or source)
+    flat = flatten_comp(document, source, base_dir)
+    if flat:
+        notes.append("a comp model, flattened by libsbml's comp flattening converter "
+                     "(submodel ids carry their submodel's prefix; source_sbml is the flat "
+                     "document)")
+    return document.getModel(), notes, flat
 
 
 class _Importer:
     """One pass over a libsbml model; :meth:`network` builds the result."""
 
     def __init__(self, document: libsbml.SBMLDocument, options: ReadOptions, source: str,
-                 text: str = ""):
-        self.text = text
+                 text: str = "", base_dir: str = os.curdir):
         self.document = document
         self.options = options
         self.source = source
-        self.model = _check_document(document, source)
+        self.model, self.notes, flat = _check_document(document, source, base_dir)
+        # A flattened comp model is kept as its flat document: self-contained, and the
+        # model the network describes (annotations go onto its reactions).
+        self.text = libsbml.writeSBMLToString(document) if flat else text
         self.level = self.model.getLevel()
         self.functions = FunctionDefinitions(self.model)
-        self.notes: list[str] = []
         #: Reactions whose law had delay() (delays="phases"): id -> mean delay tau.
         self.delayed: dict[str, float] = {}
         #: Rate rules accepted as clocks: parameter id -> rate formula.
@@ -237,16 +240,10 @@ class _Importer:
         for rule in self.model.getListOfRules():
             variable = rule.getVariable() if not rule.isAlgebraic() else None
             if rule.isAlgebraic():
-                raise UnsupportedFeatureError("an algebraic rule", rule.getId() or rule.getMetaId()
-                                              or "algebraic rule",
-                                              hint="Solve the constraint by hand into an "
-                                                   "assignment rule.")
+                continue  # solved into an assignment rule (_assignment_rules)
             if rule.isRate():
                 self._record_rate_rule(rule)
                 continue
-            if self._species_reference(variable) is not None:
-                raise UnsupportedFeatureError("variable stoichiometry (a rule on a species "
-                                              "reference)", variable)
         for reaction in self.model.getListOfReactions():
             if reaction.isSetFast() and reaction.getFast():
                 raise UnsupportedFeatureError(
@@ -259,7 +256,8 @@ class _Importer:
     def _record_rate_rule(self, rule: libsbml.Rule) -> None:
         """Keep a rate rule's formula; a constant rate on a parameter is also a clock."""
         variable = rule.getVariable()
-        if self._species_reference(variable) is not None:
+        if self.model.getSpecies(variable) is None and self.model.getParameter(
+                variable) is None and self.model.getCompartment(variable) is None:
             raise UnsupportedFeatureError("variable stoichiometry (a rate rule on a species "
                                           "reference)", variable)
         formula = to_sympy(rule.getMath(), variable, self.functions)
@@ -331,7 +329,7 @@ class _Importer:
             for reference in list(reaction.getListOfReactants()) + list(
                     reaction.getListOfProducts()):
                 sid = reference.getSpecies()
-                change = self._reference_stoichiometry(reference) * \
+                change = self._stoichiometry_value(reaction, reference) * \
                     self.conversion_factors.get(sid, 1.0)
                 if np.isfinite(change) and change != round(change):
                     continuous.add(sid)
@@ -344,16 +342,6 @@ class _Importer:
             return True
         return any(ea.getVariable() == element_id for event in self.model.getListOfEvents()
                    for ea in event.getListOfEventAssignments())
-
-    def _species_reference(self, element_id: str):
-        if not element_id:
-            return None
-        for reaction in self.model.getListOfReactions():
-            for reference in list(reaction.getListOfReactants()) + list(
-                    reaction.getListOfProducts()):
-                if reference.isSetId() and reference.getId() == element_id:
-                    return reference
-        return None
 
     # -- units ---------------------------------------------------------------------
     def _molecules_per(self, unit_ref: str, element_id: str) -> float | None:
@@ -483,13 +471,18 @@ class _Importer:
         return result
 
     def _assignment_rules(self) -> dict[str, sympy.Basic]:
-        """Assignment-rule formulas over raw SBML symbols, by variable."""
+        """Assignment-rule formulas over raw SBML symbols, by variable, with each
+        algebraic rule solved for the variable it determines."""
         rules = {}
         for rule in self.model.getListOfRules():
             if rule.isAssignment():
                 rules[rule.getVariable()] = to_sympy(rule.getMath(), rule.getVariable(),
                                                      self.functions)
-        return rules
+        solved = solve_algebraic_rules(self.model, self.functions)
+        for variable in solved:
+            self.notes.append(f"an algebraic rule is read as the assignment rule "
+                              f"{variable} = {solved[variable]}")
+        return {**rules, **solved}
 
     def _kinetic_law_formulas(self) -> dict[str, sympy.Basic]:
         """Reaction id -> kinetic law over SBML symbols (substance per time; local
@@ -736,7 +729,7 @@ class _Importer:
                                      (1, reaction.getListOfProducts())):
                 for reference in references:
                     if reference.getSpecies() == variable:
-                        flux += sign * number(self._reference_stoichiometry(reference)) * \
+                        flux += sign * number(self._stoichiometry_value(reaction, reference)) * \
                             sympy.Symbol(reaction.getId())
         if flux == 0:
             return flux
@@ -822,28 +815,13 @@ class _Importer:
             n * size_rate / self.to_counts(size)
 
     # -- reactions -----------------------------------------------------------------------
-    def _reference_stoichiometry(self, reference) -> float:
-        """The stoichiometry of a species reference as written (1 when L3 leaves it unset)."""
-        value = self.values.get(reference.getId(), reference.getStoichiometry()) \
-            if reference.isSetId() else reference.getStoichiometry()
-        if self.level >= 3 and not reference.isSetStoichiometry() and not (
-                reference.isSetId() and reference.getId() in self.values):
-            value = 1.0
-        return value
-
     def _stoichiometry(self, reaction, references) -> tuple[tuple[str, float], ...]:
         """Species -> stoichiometry as written (a law's orders; conversion factors are
         applied by :meth:`_converted`)."""
         totals: dict[str, float] = {}
         for reference in references:
             sid = reference.getSpecies()
-            if reference.isSetStoichiometryMath() if self.level == 2 else False:
-                raise UnsupportedFeatureError("variable stoichiometry (stoichiometryMath)",
-                                              reaction.getId())
-            if self.level >= 3 and reference.isSetId() and not reference.getConstant() and \
-                    self._is_assigned(reference.getId()):
-                raise UnsupportedFeatureError("variable stoichiometry", reference.getId())
-            value = self._reference_stoichiometry(reference)
+            value = self._stoichiometry_value(reaction, reference)
             if not np.isfinite(value):
                 raise InvalidSBMLError(f"reaction '{reaction.getId()}' has stoichiometry "
                                        f"{value} of '{sid}'")
@@ -868,6 +846,42 @@ class _Importer:
                          for sid, c in scaled if c != 0)
         return dataclasses.replace(channel, reactants=side(channel.reactants),
                                    products=side(channel.products))
+
+    def _stoichiometry_value(self, reaction, reference) -> float:
+        """A reference's stoichiometry, evaluated once: it must be constant in time
+        (a stoichiometryMath, initial assignment or assignment rule of constants)."""
+        if self.level == 2 and reference.isSetStoichiometryMath():
+            formula = to_sympy(reference.getStoichiometryMath().getMath(), reaction.getId(),
+                               self.functions)
+            self._require_constant_stoichiometry(formula, "stoichiometryMath",
+                                                 reaction.getId())
+            return _evaluate(formula, self.values, reaction.getId())
+        if not reference.isSetId():
+            return reference.getStoichiometry() if (
+                self.level < 3 or reference.isSetStoichiometry()) else 1.0
+        rid = reference.getId()
+        if rid in self.rule_formulas:
+            self._require_constant_stoichiometry(self.rule_formulas[rid],
+                                                 "a rule on a species reference", rid)
+        elif self.model.getRule(rid) is not None:
+            raise UnsupportedFeatureError(
+                "variable stoichiometry (a rate rule on a species reference)", rid,
+                hint="Molecule counts change by fixed whole numbers per reaction event.")
+        elif rid in event_targets(self.model):
+            raise UnsupportedFeatureError(
+                "variable stoichiometry (an event assignment to a species reference)", rid,
+                hint="Molecule counts change by fixed whole numbers per reaction event.")
+        if self.level >= 3 and not reference.isSetStoichiometry() and rid not in self.values:
+            return 1.0
+        return self.values.get(rid, reference.getStoichiometry())
+
+    def _require_constant_stoichiometry(self, formula, how: str, element_id: str) -> None:
+        changing = changing_symbols(formula, self.model, self.rule_formulas)
+        if changing:
+            raise UnsupportedFeatureError(
+                f"variable stoichiometry ({how})", element_id,
+                hint=f"It reads {changing}, which change in time, whereas molecule counts "
+                     "change by fixed whole numbers per reaction event.")
 
     def _channels(self, reaction: libsbml.Reaction) -> list[Reaction]:
         rid = reaction.getId()

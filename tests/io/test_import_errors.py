@@ -1,6 +1,7 @@
 """Bad input ends in a clear SbmlCmeError naming the element and the fix."""
 
 import pytest
+import sympy
 
 import sbml_cme
 from conftest import make_sbml
@@ -48,12 +49,16 @@ def test_non_integer_stoichiometry_makes_a_continuous_species_the_cme_refuses():
         sbml_cme.analyses.solve_cme(network, [0.0, 1.0])
 
 
-def test_law_that_can_turn_negative():
+def test_law_that_can_turn_negative_splits_by_the_sign_of_its_terms():
     xml = make_sbml({"X": 5, "Y": 3}, [("net", {"X": 1}, {"Y": 1}, "k * X - k * X * Y")],
                     parameters={"k": 1.0})
-    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="negative") as info:
-        sbml_cme.read_sbml_string(xml)
-    assert info.value.element_id == "net"
+    network = sbml_cme.read_sbml_string(xml)
+    forward, backward = network.reactions
+    assert (forward.reactants, forward.products) == ((("X", 1),), (("Y", 1),))
+    assert (backward.reactants, backward.products) == ((("Y", 1),), (("X", 1),))
+    k, x, y = sympy.symbols("k X Y")
+    assert sympy.simplify(forward.rate_law.propensity() - k * x) == 0
+    assert sympy.simplify(backward.rate_law.propensity() - k * x * y) == 0
 
 
 def test_delay_csymbol():
@@ -67,14 +72,19 @@ def test_delay_csymbol():
         sbml_cme.read_sbml_string(xml[:start] + delayed + xml[end:])
 
 
-def test_required_package_is_rejected():
+@pytest.mark.parametrize("package, reason", [("qual", "qualitative"), ("arrays", "arrays"),
+                                             ("multi", "multistate")])
+def test_required_package_that_changes_the_dynamics_is_rejected(package, reason):
     xml = base().replace(
         'xmlns="http://www.sbml.org/sbml/level3/version1/core"',
         'xmlns="http://www.sbml.org/sbml/level3/version1/core" '
-        'xmlns:comp="http://www.sbml.org/sbml/level3/version1/comp/version1" '
-        'comp:required="true"')
-    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="comp"):
+        f'xmlns:{package}="http://www.sbml.org/sbml/level3/version1/{package}/version1" '
+        f'{package}:required="true"')
+    if package == "multi":  # valid multi: every compartment says whether it is a type
+        xml = xml.replace("<compartment ", '<compartment multi:isType="false" ')
+    with pytest.raises(sbml_cme.UnsupportedFeatureError, match=reason) as info:
         sbml_cme.read_sbml_string(xml)
+    assert package in info.value.feature
 
 
 def test_bad_options():

@@ -2,8 +2,10 @@
 
 A fixed subset (tests/data/semantic, LGPL 2.1, see its LICENSE.md) covering events
 (delays, priorities, persistence, t0 firing), rules, initial assignments, units, local
-parameters, function definitions and boundary species must be classified exactly as
-tools/semantic_suite.py recorded in expected.csv. The whole suite, when the corpus is
+parameters, function definitions, boundary species, comp models (ports, replacements,
+deletions, conversion factors), algebraic rules and constant stoichiometryMath or
+assigned stoichiometries must be classified exactly as tools/semantic_suite.py recorded
+in expected.csv. The whole suite, when the corpus is
 present, must show no mismatch and no crash (marked slow).
 """
 
