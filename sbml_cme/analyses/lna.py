@@ -732,7 +732,7 @@ def check_lna_support(network: Network, steady_state: bool) -> None:
 
 
 def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
-              atol: float = 1e-9) -> LNAResult:
+              atol: float = 1e-9, outputs=None) -> LNAResult:
     """Linear noise approximation of the molecule counts.
 
     Parameters
@@ -746,6 +746,9 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
     rtol, atol : float
         Time-dependent LNA only: integrator tolerances (``atol`` relative to the largest
         count along the rate equations at ``times``, floor one molecule).
+    outputs : list of str, optional
+        SBML symbols to report beside the species (by the delta method, like rule outputs), as
+        ``network.with_outputs(outputs)``: parameters, compartments, rule targets.
 
     Returns
     -------
@@ -759,6 +762,7 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
     UnsupportedFeatureError
         Events; explicit time dependence in the steady-state LNA.
     """
+    network = network.with_outputs(outputs)
     started = wallclock.perf_counter()
     check_lna_support(network, steady_state=times is None)
     equations = RateEquations(network, stationary=times is None)
