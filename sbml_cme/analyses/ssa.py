@@ -44,8 +44,9 @@ METHODS = {"direct": 0, "tree": 1}
 #: and a mean fan-out of d propensities updated per firing. Per event, direct costs about
 #: c_sum * M (re-sum, linear search) and tree c_tree * (d + 1) log2(M) (one leaf-to-root
 #: path per update). benchmarks/ssa_method_crossover.py measured 31 networks of 2 to 5000
-#: channels and fan-out 1 to 1250: every factor from 0.34 to 0.65 picks the faster
-#: method in all of them (least squares c_sum / c_tree = 0.68); docs/performance.md.
+#: channels and fan-out 1 to 1250, twice: least squares c_sum / c_tree = 0.68 and 0.52;
+#: with 0.5 the rule never lost more than 1.18x against the faster method (the misses are
+#: networks of about 100 channels, where the two are within 20 %); docs/performance.md.
 AUTO_TREE_FACTOR = 0.5
 
 # Status codes returned by the kernel.
