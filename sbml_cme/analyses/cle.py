@@ -382,8 +382,9 @@ def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
         Run blocks of trajectories as tasks on this Dask cluster; the same seed gives
         the same ensemble whatever the number of workers.
     outputs : list of str, optional
-        SBML symbols to report beside the species (with their values in model units), as
-        ``network.with_outputs(outputs)``: parameters, compartments, rule targets.
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        Values in model units.
 
     Returns
     -------

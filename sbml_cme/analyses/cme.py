@@ -1067,8 +1067,9 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
         2-norm estimate held far below ``tol``; not part of ``error_bounds``, which
         certify the truncation) and the Krylov step counts.
     outputs : list of str, optional
-        SBML symbols to report beside the species (their distributions at each time; event-assigned parameters follow their events), as
-        ``network.with_outputs(outputs)``: parameters, compartments, rule targets.
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        Each is reported per state; an event-assigned parameter follows its events.
 
     Returns
     -------

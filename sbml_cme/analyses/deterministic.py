@@ -48,8 +48,9 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
         that models whose values are tiny in their own units (nmol in fL) keep
         ``rtol`` accuracy.
     outputs : list of str, optional
-        SBML symbols to report beside the species (event-assigned parameters change at their events), as
-        ``network.with_outputs(outputs)``: parameters, compartments, rule targets.
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        An event-assigned parameter changes at its events.
 
     Returns
     -------

@@ -747,8 +747,9 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
         Time-dependent LNA only: integrator tolerances (``atol`` relative to the largest
         count along the rate equations at ``times``, floor one molecule).
     outputs : list of str, optional
-        SBML symbols to report beside the species (by the delta method, like rule outputs), as
-        ``network.with_outputs(outputs)``: parameters, compartments, rule targets.
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        Moments by the delta method, like rule outputs.
 
     Returns
     -------

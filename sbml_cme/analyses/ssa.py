@@ -594,7 +594,7 @@ def check_clock_readers(network: Network) -> None:
         read = clocks & {s.name for s in expression.free_symbols}
         if read:
             raise UnsupportedFeatureError(
-                f"a kinetic law or assignment rule that reads the rate-rule parameter "
+                f"a kinetic law, assignment rule or output that reads the rate-rule parameter "
                 f"'{sorted(read)[0]}'", element, analysis="simulate_ssa",
                 hint="Rate-rule parameters may appear in event triggers and assignments only.")
 
@@ -663,8 +663,9 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         Run blocks of trajectories as tasks on this Dask cluster (same numbers for the
         same seed, whatever the number of workers).
     outputs : list of str, optional
-        SBML symbols to report beside the species (event-assigned parameters change along each trajectory), as
-        ``network.with_outputs(outputs)``: parameters, compartments, rule targets.
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        An event-assigned parameter changes along each trajectory.
 
     Returns
     -------
