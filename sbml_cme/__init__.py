@@ -1,25 +1,37 @@
-"""sbml_cme: exact stochastic analyses of SBML models, in molecule counts."""
+"""sbml_cme: exact stochastic analyses of SBML models, in molecule counts.
+
+Everything a user calls is importable from here (``__all__``): read a model, run any
+analysis, compare with tellurium, or let :func:`analyze` do all of it. tellurium,
+libroadrunner and matplotlib are imported only when a function needs them.
+"""
 
 __version__ = "0.1.0"
 
 from .errors import (AnalysisError, ConvergenceError, InvalidNetworkError, InvalidSBMLError,
                      NotComplexBalancedError, OptionsError, SBMLError, SbmlCmeError,
                      StateSpaceTooLargeError, TruncationError, UnsupportedFeatureError)
-from .io import read_sbml, read_sbml_string, write_annotated_sbml, write_sbml
+from .io import read_annotations, read_sbml, read_sbml_string, write_annotated_sbml, write_sbml
 from .network import (Burst, Compartment, Event, Expression, MassAction, Network, Output,
                       Parameter, Reaction, Species)
 from .delays import with_delay
+from .analyses import (simulate_cle, simulate_deterministic, simulate_ssa, solve_cme,
+                       solve_lna, stationary_cme)
 from .analyses.noise import ExtrinsicNoiseResult, NoiseSummary, extrinsic_noise, noise_summary
 from .analyses.structure import StructureResult, analyze_structure, product_form_stationary
+from .crosscheck import crosscheck, tellurium_reference
+from .reports import Report, analyze
 
 __all__ = [
     "__version__",
-    "read_sbml", "read_sbml_string", "write_annotated_sbml", "write_sbml", "with_delay",
+    "read_sbml", "read_sbml_string", "write_annotated_sbml", "read_annotations", "write_sbml",
+    "with_delay",
     "Network", "Species", "Reaction", "Parameter", "Compartment", "Output", "Event",
     "MassAction", "Expression", "Burst",
     "SbmlCmeError", "SBMLError", "InvalidSBMLError", "UnsupportedFeatureError",
     "InvalidNetworkError", "OptionsError", "AnalysisError", "StateSpaceTooLargeError",
     "TruncationError", "ConvergenceError", "NotComplexBalancedError",
+    "simulate_ssa", "solve_cme", "stationary_cme", "solve_lna", "simulate_cle",
+    "simulate_deterministic", "analyze", "Report", "crosscheck", "tellurium_reference",
     "analyze_structure", "product_form_stationary", "StructureResult",
     "noise_summary", "extrinsic_noise", "NoiseSummary", "ExtrinsicNoiseResult",
 ]

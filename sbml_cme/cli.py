@@ -109,7 +109,8 @@ def cmd_ssa(args) -> int:
                               seed=args.seed, method=args.method, n_jobs=args.jobs,
                               progress=not args.no_progress, client=client)
     _write(result.stats(units=args.units), args.out)
-    print(f"{result.total_events} reaction events in {result.run_info['wall_time']:.2f} s",
+    print(f"{result.total_events} reaction events in {result.run_info['wall_time']:.2f} s "
+          f"(method {result.run_info['algorithm']}; {result.run_info['method_reason']})",
           file=sys.stderr)
     return EXIT_OK
 
@@ -277,7 +278,8 @@ def build_parser() -> argparse.ArgumentParser:
     ssa = model_command("ssa", cmd_ssa, "exact SSA ensemble statistics (time, X-mean, X-sd)")
     timed(ssa)
     ensemble(ssa)
-    ssa.add_argument("--method", default="direct", choices=["direct", "tree"])
+    ssa.add_argument("--method", default="auto", choices=["auto", "direct", "tree"],
+                     help="auto (default): the faster exact method for the model")
     ssa.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
     ssa.add_argument("--dask-scheduler", metavar="ADDRESS",
                      help="run the ensemble on this Dask cluster (tcp://host:port)")

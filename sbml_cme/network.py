@@ -334,7 +334,8 @@ class Reaction:
 
 @dataclass(frozen=True)
 class Output:
-    """A quantity defined by an SBML assignment rule, reported alongside species.
+    """A quantity reported alongside species: an SBML assignment-rule target, or a
+    parameter or compartment asked for with :meth:`Network.with_outputs`.
 
     ``formula`` is in counts and parameters. For a species output it gives the
     species' molecule count; otherwise the value in model units.
@@ -342,7 +343,7 @@ class Output:
 
     id: str
     formula: sympy.Expr
-    kind: str  # "species" or "parameter"
+    kind: str  # "species", "parameter" or "compartment"
     compartment: str | None = None
     molecules_per_unit: float = 1.0
     has_only_substance_units: bool = True
@@ -654,6 +655,43 @@ class Network:
             if r.id == reaction_id else r for r in self.reactions)
         return dataclasses.replace(self, reactions=reactions)
 
+    def with_outputs(self, ids) -> "Network":
+        """A new network that also reports the SBML symbols ``ids`` beside the species.
+
+        Like roadrunner's selections: a parameter (also an event-assigned one, whose value
+        then changes along each trajectory; local parameters as ``reaction.parameter``)
+        or a compartment (its size in model units) becomes an :class:`Output` evaluated
+        by every analysis with that analysis' current parameter values. Species and
+        assignment-rule targets are reported already: asking for them changes nothing.
+
+        Raises
+        ------
+        OptionsError
+            An id that names no species, parameter, compartment or rule target.
+        """
+        ids = output_ids(ids)
+        reported = set(self.species_ids) | {o.id for o in self.outputs}
+        parameters = set(self.parameter_ids)
+        unknown = [i for i in ids if i not in reported | parameters
+                   and i not in self.compartment_map]
+        if unknown:
+            known = list(self.species_ids) + [o.id for o in self.outputs] + list(
+                self.parameter_ids) + [c.id for c in self.compartments]
+            raise OptionsError(f"unknown output(s) {unknown}; known: {known}")
+        added = []
+        for i in dict.fromkeys(ids):  # in order, once each
+            if i in reported:
+                continue
+            if i in parameters:
+                added.append(Output(i, sympy.Symbol(i), "parameter"))
+            else:
+                size = self.compartment_map[i].size
+                added.append(Output(i, sympy.Float(np.nan if size is None else size),
+                                    "compartment"))
+        if not added:
+            return self
+        return dataclasses.replace(self, outputs=self.outputs + tuple(added))
+
     def with_initial_counts(self, **counts: float) -> "Network":
         """A new network with some initial molecule counts replaced."""
         unknown = set(counts) - set(self.species_ids)
@@ -753,6 +791,15 @@ class Network:
                          "rate_rule": rules[rule.target]})
         return pd.DataFrame(rows, columns=["variable", "kind", "partition", "reason",
                                            "rate_rule"])
+
+
+def output_ids(ids) -> tuple[str, ...]:
+    """``outputs=`` of the readers and analyses (an id, a list of ids, or None) as a
+    tuple of ids."""
+    result = (ids,) if isinstance(ids, str) else tuple(ids or ())
+    if not all(isinstance(i, str) for i in result):
+        raise OptionsError(f"outputs must be SBML ids (strings), got {ids!r}")
+    return result
 
 
 def unit_scale(molecules_per_unit: float, has_only_substance_units: bool,

@@ -223,7 +223,8 @@ class EnsembleResult(Displayed):
         steps = "total_steps" if self.method == "cle" else "total_events"
         facts = {"method": self.method, **self._common_facts(),
                  "n_trajectories": self.n_trajectories, steps: self.total_events}
-        for key in ("algorithm", "seed", "dt", "clipped_fraction", "threads", "dask"):
+        for key in ("algorithm", "method_reason", "seed", "dt", "clipped_fraction", "threads",
+                    "dask"):
             if key in info:
                 facts[key] = info[key]
         facts["wall_time_s"] = info.get("wall_time", float("nan"))

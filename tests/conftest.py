@@ -40,7 +40,8 @@ def make_sbml(species: dict, reactions: list, *, parameters: dict | None = None,
         p = model.createParameter()
         p.setId(pid)
         p.setValue(value)
-        p.setConstant(pid not in (rules or {}))
+        assigned = {v for _, _, assignments in events or [] for v in assignments}
+        p.setConstant(pid not in (rules or {}) and pid not in assigned)
     for variable, formula in (rules or {}).items():
         if model.getParameter(variable) is None and model.getSpecies(variable) is None:
             p = model.createParameter()

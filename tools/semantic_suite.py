@@ -27,7 +27,6 @@ commit 7ab011efe471877987b5d6dcba8cc19a6ff71254), folder ``cases/semantic``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import glob
 import multiprocessing
 import os
@@ -91,32 +90,19 @@ def model_file(case_dir: str) -> str:
 
 
 def _observed(network, variables):
-    """``network`` with an output for every requested parameter or compartment, so that
+    """``network`` reporting every requested parameter or compartment too, so that
     event-assigned parameters are reported along the trajectory (observation only)."""
     from sbml_cme.errors import UnsupportedFeatureError
-    from sbml_cme.network import Output
-    import sympy
 
-    known = set(network.species_ids) | {o.id for o in network.outputs}
     reactions = {r.sbml_id or r.id for r in network.reactions}
-    extra = []
     for variable in variables:
-        if variable in known:
-            continue
         if variable in reactions:
             raise UnsupportedFeatureError(
                 f"the reaction rate symbol '{variable}' as an output", variable,
                 analysis="the semantic-suite tool",
                 hint="A network reports species, parameters and rule outputs, not fluxes.")
-        if variable in network.parameter_ids:
-            extra.append(Output(variable, sympy.Symbol(variable), "parameter"))
-        elif variable in network.compartment_map:
-            size = network.compartment_map[variable].size
-            extra.append(Output(variable, sympy.Float(np.nan if size is None else size),
-                                "parameter"))
-    if not extra:
-        return network
-    return dataclasses.replace(network, outputs=network.outputs + tuple(extra))
+    symbols = set(network.parameter_ids) | set(network.compartment_map)
+    return network.with_outputs([v for v in variables if v in symbols])
 
 
 def simulate_case(case_dir: str, settings: dict) -> dict[str, np.ndarray]:

@@ -360,7 +360,7 @@ def check_cle_support(network: Network) -> None:
 def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
                  seed: int | None = None, dt: float | None = None, method: str = "euler",
                  n_jobs: int | None = None, progress: bool = False,
-                 client=None) -> EnsembleResult:
+                 client=None, outputs=None) -> EnsembleResult:
     """Simulate the chemical Langevin equation for an ensemble of trajectories.
 
     Parameters
@@ -382,6 +382,10 @@ def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
     client : dask.distributed.Client, optional
         Run blocks of trajectories as tasks on this Dask cluster; the same seed gives
         the same ensemble whatever the number of workers.
+    outputs : list of str, optional
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        Values in model units.
 
     Returns
     -------
@@ -390,6 +394,7 @@ def simulate_cle(network: Network, times, *, n_trajectories: int = 1000,
         (n_trajectories, n_times, n_columns). ``n_events`` holds the steps taken per
         trajectory; ``run_info`` has ``dt``, ``clipped_steps`` and ``clipped_fraction``.
     """
+    network = network.with_outputs(outputs)
     times = _check_times(times)
     if method not in METHODS:
         raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")

@@ -1049,7 +1049,7 @@ def output_values(compiled, states: np.ndarray, parameters: np.ndarray,
 
 
 def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | None = None,
-              method: str = "auto") -> CMEResult:
+              method: str = "auto", outputs=None) -> CMEResult:
     """Transient distribution of the CME by adaptive finite state projection.
 
     Parameters
@@ -1067,6 +1067,10 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
         summed local error estimates of the time integration (``integration_error``, a
         2-norm estimate held far below ``tol``; not part of ``error_bounds``, which
         certify the truncation) and the Krylov step counts.
+    outputs : list of str, optional
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        Each is reported per state; an event-assigned parameter follows its events.
 
     Returns
     -------
@@ -1077,6 +1081,7 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     ------
     StateSpaceTooLargeError, TruncationError, UnsupportedFeatureError
     """
+    network = network.with_outputs(outputs)
     times = _check_times(times)
     _check_options(tol, method)
     max_states = int(max_states or default_max_states())
@@ -1147,7 +1152,7 @@ def _add_integration_info(total: dict, segment: dict) -> None:
 
 
 def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | None = None,
-                   horizon: float | None = None) -> CMEResult:
+                   horizon: float | None = None, outputs=None) -> CMEResult:
     """Stationary distribution by the stationary FSP, with a certificate.
 
     The truncated generator with its outflow redirected to the most probable state is
@@ -1157,7 +1162,9 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     absorbing FSP started from pi_J (``_certify``; no time integration needed), bounding
     how far the exact CME started from ``pi_J`` moves away from it (zero for the exact
     stationary law). The set grows until that certificate is below ``tol``.
+    ``outputs``: SBML symbols to report beside the species, as in :func:`solve_cme`.
     """
+    network = network.with_outputs(outputs)
     _check_options(tol, "krylov")
     max_states = int(max_states or default_max_states())
     check_cme_support(network)

@@ -31,7 +31,8 @@ ATOL_MOLECULES = 1e-6
 
 
 def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
-                           rtol: float = 1e-9, atol: float = 1e-12) -> DeterministicResult:
+                           rtol: float = 1e-9, atol: float = 1e-12,
+                           outputs=None) -> DeterministicResult:
     """Integrate the rate equations (deterministic limit of the propensities).
 
     Parameters
@@ -46,12 +47,17 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
         tolerance of a species is further capped at ``ATOL_MOLECULES`` molecules, so
         that models whose values are tiny in their own units (nmol in fL) keep
         ``rtol`` accuracy.
+    outputs : list of str, optional
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        An event-assigned parameter changes at its events.
 
     Returns
     -------
     DeterministicResult
         Species in molecules (continuous) and rule outputs at ``times``.
     """
+    network = network.with_outputs(outputs)
     times = _check_times(times)
     if method not in METHODS:
         raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")

@@ -733,7 +733,7 @@ def check_lna_support(network: Network, steady_state: bool) -> None:
 
 
 def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
-              atol: float = 1e-9) -> LNAResult:
+              atol: float = 1e-9, outputs=None) -> LNAResult:
     """Linear noise approximation of the molecule counts.
 
     Parameters
@@ -747,6 +747,10 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
     rtol, atol : float
         Time-dependent LNA only: integrator tolerances (``atol`` relative to the largest
         count along the rate equations at ``times``, floor one molecule).
+    outputs : list of str, optional
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        Moments by the delta method, like rule outputs.
 
     Returns
     -------
@@ -760,6 +764,7 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
     UnsupportedFeatureError
         Events; explicit time dependence in the steady-state LNA.
     """
+    network = network.with_outputs(outputs)
     started = wallclock.perf_counter()
     check_lna_support(network, steady_state=times is None)
     equations = RateEquations(network, stationary=times is None)

@@ -6,6 +6,9 @@ Methods (``METHODS``):
   graph, total re-summed every step (no drift), linear search. Best for small networks.
 - ``"tree"``: optimized direct method: dependency graph plus a binary sum tree, so
   selection and update cost O(log M) per event; per-event cost barely grows with size.
+- ``"auto"`` (the default) picks one of the two for the network from the measured
+  crossover (:func:`choose_method`, docs/performance.md); the ensemble is then exactly
+  that method's.
 
 Both are exact. Events: a trigger is checked after every reaction firing and at every
 time threshold of ``time >= t0`` comparisons; delays, priorities (document order breaks
@@ -36,6 +39,15 @@ from .ensemble import (concatenate, dask_blocks, local_blocks, map_blocks, numba
                        task_may_use_parallel_kernel, thread_count)
 
 METHODS = {"direct": 0, "tree": 1}
+
+#: ``"auto"`` takes ``tree`` when (d + 1) log2(M) < AUTO_TREE_FACTOR * M, for M channels
+#: and a mean fan-out of d propensities updated per firing. Per event, direct costs about
+#: c_sum * M (re-sum, linear search) and tree c_tree * (d + 1) log2(M) (one leaf-to-root
+#: path per update). benchmarks/ssa_method_crossover.py measured 31 networks of 2 to 5000
+#: channels and fan-out 1 to 1250, twice: least squares c_sum / c_tree = 0.68 and 0.52;
+#: with 0.5 the rule never lost more than 1.18x against the faster method (the misses are
+#: networks of about 100 channels, where the two are within 20 %); docs/performance.md.
+AUTO_TREE_FACTOR = 0.5
 
 # Status codes returned by the kernel.
 _OK, _NEGATIVE_PROPENSITY, _NEGATIVE_COUNT, _EVENT_LOOP, _QUEUE_FULL, _BAD_ASSIGNMENT = range(6)
@@ -588,7 +600,7 @@ def check_clock_readers(network: Network) -> None:
         read = clocks & {s.name for s in expression.free_symbols}
         if read:
             raise UnsupportedFeatureError(
-                f"a kinetic law or assignment rule that reads the rate-rule parameter "
+                f"a kinetic law, assignment rule or output that reads the rate-rule parameter "
                 f"'{sorted(read)[0]}'", element, analysis="simulate_ssa",
                 hint="Rate-rule parameters may appear in event triggers and assignments only.")
 
@@ -614,9 +626,25 @@ def trajectory_streams(seed: int | None, n_trajectories: int) -> np.ndarray:
     return states.reshape(n_trajectories, 4)
 
 
+def choose_method(compiled: CompiledNetwork) -> tuple[str, str]:
+    """The faster exact method for a compiled network, and why: ``(method, reason)``.
+
+    ``tree`` when (d + 1) log2(M) < ``AUTO_TREE_FACTOR`` * M, for M channels and d the
+    mean number of propensities the dependency graph updates per firing; else ``direct``.
+    """
+    n_channels = len(compiled.data.kind)
+    fan_out = len(compiled.data.dependents) / max(n_channels, 1)
+    tree_cost = (fan_out + 1) * math.log2(max(n_channels, 2))
+    method = "tree" if tree_cost < AUTO_TREE_FACTOR * n_channels else "direct"
+    relation = "<" if method == "tree" else ">="
+    return method, (f"auto: {n_channels} channels, mean fan-out {fan_out:.1f}: "
+                    f"(d+1)*log2(M) = {tree_cost:.3g} {relation} {AUTO_TREE_FACTOR:g}*M = "
+                    f"{AUTO_TREE_FACTOR * n_channels:.3g}")
+
+
 def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: int | None = None,
-                 method: str = "direct", n_jobs: int | None = None,
-                 progress: bool = False, client=None) -> EnsembleResult:
+                 method: str = "auto", n_jobs: int | None = None,
+                 progress: bool = False, client=None, outputs=None) -> EnsembleResult:
     """Exact stochastic simulation of an ensemble of trajectories.
 
     Parameters
@@ -630,7 +658,9 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         Seed of the ``SeedSequence`` that gives one stream per trajectory; the same seed
         gives the same ensemble whatever ``n_jobs``.
     method : str
-        ``"direct"`` or ``"tree"`` (see module docstring).
+        ``"auto"`` (the faster of the two for this network, :func:`choose_method`),
+        ``"direct"`` or ``"tree"`` (see module docstring). ``run_info["algorithm"]`` is
+        the method run and ``run_info["method_reason"]`` why.
     n_jobs : int, optional
         Threads (default: all cores).
     progress : bool
@@ -638,19 +668,26 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     client : dask.distributed.Client, optional
         Run blocks of trajectories as tasks on this Dask cluster (same numbers for the
         same seed, whatever the number of workers).
+    outputs : list of str, optional
+        Parameters, compartments or rule targets to report beside the species
+        (``network.with_outputs(outputs)``).
+        An event-assigned parameter changes along each trajectory.
 
     Returns
     -------
     EnsembleResult
         States in molecule counts at ``times``, shape (n_trajectories, n_times, n_columns).
     """
+    network = network.with_outputs(outputs)
     times = _check_times(times)
-    if method not in METHODS:
-        raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
+    if method not in {"auto", *METHODS}:
+        raise OptionsError(f"method must be 'auto' or one of {sorted(METHODS)}, got "
+                           f"{method!r}")
     if not (isinstance(n_trajectories, (int, np.integer)) and n_trajectories >= 1):
         raise OptionsError(f"n_trajectories must be a positive integer, got {n_trajectories!r}")
     check_ssa_support(network)
     compiled = compile_network(network, random_draws=True)
+    method, reason = choose_method(compiled) if method == "auto" else (method, "requested")
     x0 = whole_initial_counts(network)
     started = wallclock.perf_counter()
     streams = trajectory_streams(seed, int(n_trajectories))
@@ -670,7 +707,8 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
                           out[start:stop], report[start:stop])
     _raise_failures(network, report)
     return EnsembleResult(network, times, out, report[:, 1].astype(np.int64), method="ssa",
-                          run_info={"algorithm": method, "seed": seed,
+                          run_info={"algorithm": method, "method_reason": reason,
+                                    "seed": seed,
                                     "n_trajectories": int(n_trajectories), "threads": threads,
                                     "dask": client is not None,
                                     "wall_time": wallclock.perf_counter() - started})

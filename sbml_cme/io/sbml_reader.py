@@ -26,7 +26,7 @@ from ..delays import MAX_PHASES, with_delay
 from ..distributions import RandomDraw, has_draws
 from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, UnsupportedFeatureError
 from ..network import (AVOGADRO, TIME, Compartment, Event, Network, Output, Parameter, RateRule,
-                       Reaction, Species)
+                       Reaction, Species, output_ids)
 from .classify import LawContext, classify, sign_split_note
 from .document import (changing_symbols, event_targets, flatten_comp, package_notes,
                        severe_errors, solve_algebraic_rules)
@@ -61,6 +61,8 @@ class ReadOptions:
     delay_phases : int or None
         Phases per delay (``delays="phases"`` only): an Erlang delay with mean tau and
         variance tau**2 / delay_phases stands for the fixed delay tau.
+    outputs : tuple of str
+        SBML symbols reported beside the species (:meth:`Network.with_outputs`).
     """
 
     volumes: tuple = ()
@@ -68,6 +70,7 @@ class ReadOptions:
     falling_factorials: bool = True
     delays: str | None = None
     delay_phases: int | None = None
+    outputs: tuple = ()
 
 
 def read_sbml(path: str | os.PathLike, **options) -> Network:
@@ -79,8 +82,9 @@ def read_sbml(path: str | os.PathLike, **options) -> Network:
         SBML file, Level 2 Version 1 to Level 3 Version 2.
     **options
         ``volumes={"cell": 1e-15}`` (litres), ``substance_unit="item"``,
-        ``falling_factorials=True``, ``delays="phases", delay_phases=k``; see
-        :class:`ReadOptions`.
+        ``falling_factorials=True``, ``delays="phases", delay_phases=k``,
+        ``outputs=["k1", "cell"]`` (parameters, compartments or rule targets to report
+        beside the species, like roadrunner's selections); see :class:`ReadOptions`.
 
     Raises
     ------
@@ -95,8 +99,10 @@ def read_sbml(path: str | os.PathLike, **options) -> Network:
     with open(path, encoding="utf-8", errors="replace") as handle:
         text = handle.read()
     document = libsbml.readSBMLFromString(text)
-    return _Importer(document, _options(options), source=path, text=text,
-                     base_dir=os.path.dirname(os.path.abspath(path))).network()
+    checked = _options(options)
+    return _Importer(document, checked, source=path, text=text,
+                     base_dir=os.path.dirname(os.path.abspath(path))).network().with_outputs(
+        checked.outputs)
 
 
 def read_sbml_string(text: str, *, base_dir: str | os.PathLike | None = None,
@@ -107,16 +113,19 @@ def read_sbml_string(text: str, *, base_dir: str | os.PathLike | None = None,
     (default: the current directory; :func:`read_sbml` uses the file's directory).
     """
     document = libsbml.readSBMLFromString(text)
-    return _Importer(document, _options(options), source="<string>", text=text,
-                     base_dir=os.path.abspath(base_dir or os.curdir)).network()
+    checked = _options(options)
+    return _Importer(document, checked, source="<string>", text=text,
+                     base_dir=os.path.abspath(base_dir or os.curdir)).network().with_outputs(
+        checked.outputs)
 
 
 def _options(options: dict) -> ReadOptions:
     unknown = set(options) - {"volumes", "substance_unit", "falling_factorials", "delays",
-                              "delay_phases"}
+                              "delay_phases", "outputs"}
     if unknown:
         raise OptionsError(f"unknown read_sbml option(s) {sorted(unknown)}; known: volumes, "
-                           "substance_unit, falling_factorials, delays, delay_phases")
+                           "substance_unit, falling_factorials, delays, delay_phases, "
+                           "outputs")
     volumes = options.get("volumes") or {}
     for key, value in volumes.items():
         if not (isinstance(value, (int, float)) and value > 0):
@@ -130,7 +139,7 @@ def _options(options: dict) -> ReadOptions:
         raise OptionsError("substance_unit as a number must be positive molecules per unit")
     return ReadOptions(volumes=tuple(sorted(volumes.items())), substance_unit=unit,
                        falling_factorials=bool(options.get("falling_factorials", True)),
-                       **_delay_options(options))
+                       **_delay_options(options), outputs=output_ids(options.get("outputs")))
 
 
 def _delay_options(options: dict) -> dict:

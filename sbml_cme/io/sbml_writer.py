@@ -8,7 +8,7 @@ This module owns the annotation schema of the namespace :data:`NAMESPACE` (prefi
 - on each SBML reaction: one ``channel`` per stochastic channel (a reversible reaction
   gives ``<id>_forward`` and ``<id>_backward``) with its propensity in molecule counts and
   the constants of its conversion (``Network.conversion_table()``);
-- on each species (and each parameter that an assignment rule reports): per method, the
+- on each species (and each parameter or compartment reported as an output): per method, the
   mean, standard deviation and Fano factor at the last output time (or stationary);
 - reserved: ``burst`` and ``delay`` declarations, written only when the network has some.
 
@@ -126,7 +126,8 @@ def write_annotated_sbml(network: Network, report_or_results: Any,
                             "element in the source document")
         _annotate(reaction, node)
     for element_id, node in _statistics_nodes(network, runs).items():
-        element = model.getSpecies(element_id) or model.getParameter(element_id)
+        element = (model.getSpecies(element_id) or model.getParameter(element_id)
+                   or model.getCompartment(element_id))
         if element is not None:
             _annotate(element, node)
 
@@ -150,11 +151,14 @@ def read_options_dict(network: Network) -> dict:
     if getattr(options, "delays", None) is not None:
         result["delays"] = options.delays
         result["delay_phases"] = options.delay_phases
+    if options.outputs:
+        result["outputs"] = list(options.outputs)
     return result
 
 
 def _check_network_matches_source(network: Network, options: dict) -> None:
-    reread = _with_bursts_of(network, read_sbml_string(network.source_sbml, **options))
+    reread = _observed_like(network, _with_bursts_of(
+        network, read_sbml_string(network.source_sbml, **options)))
     changed = [name for name in _CORE_FIELDS
                if getattr(reread, name) != getattr(network, name)]
     if changed:
@@ -174,6 +178,13 @@ def _with_bursts_of(network: Network, reread: Network) -> Network:
             reread = reread.with_burst(channel, burst.species, mean=burst.mean_size,
                                        distribution=burst.probabilities)
     return reread
+
+
+def _observed_like(network: Network, reread: Network) -> Network:
+    """``reread`` reporting the parameters and compartments that ``network`` reports
+    (``with_outputs``): what is observed is no change to the model."""
+    symbols = set(reread.parameter_ids) | set(reread.compartment_map)
+    return reread.with_outputs([o.id for o in network.outputs if o.id in symbols])
 
 
 def _parse(text: str) -> libsbml.SBMLDocument:
@@ -242,11 +253,12 @@ def _model_node(network: Network, options: dict, runs: list[dict],
                 report_or_results: Any) -> libsbml.XMLNode:
     volumes = [_node("volume", {"compartment": k, "litres": v})
                for k, v in options.get("volumes", {}).items()]
+    outputs = [_node("output", {"id": i}) for i in options.get("outputs", [])]
     children = [_node("readOptions", {"substanceUnit": options.get("substance_unit"),
                                       "fallingFactorials": options["falling_factorials"],
                                       "delays": options.get("delays"),
                                       "delayPhases": options.get("delay_phases")},
-                      volumes)]
+                      volumes + outputs)]
     for run in runs:
         settings = [_setting(k, v) for k, v in sorted(run["run_info"].items())
                     if _is_scalar(v)]
@@ -528,7 +540,8 @@ def read_annotations(path: str | os.PathLike) -> dict:
         if node is not None:
             result["reactions"][reaction.getId()] = [
                 _channel_dict(child) for child in _children(node, "channel")]
-    for element in list(model.getListOfSpecies()) + list(model.getListOfParameters()):
+    for element in (list(model.getListOfSpecies()) + list(model.getListOfParameters())
+                    + list(model.getListOfCompartments())):
         node = _ours(element)
         if node is not None:
             units = node.getAttrValue("units")
@@ -606,6 +619,9 @@ def _model_dict(node: libsbml.XMLNode) -> dict:
                    for v in map(_attributes, _children(options_nodes[0], "volume"))}
         if volumes:
             options["volumes"] = volumes
+        outputs = [o["id"] for o in map(_attributes, _children(options_nodes[0], "output"))]
+        if outputs:
+            options["outputs"] = outputs
     model["read_options"] = options
     runs = []
     for run in _children(node, "run"):
@@ -691,7 +707,7 @@ def sbml_string(network: Network) -> str:
         raise OptionsError("write_sbml needs the SBML the network was read from; this "
                            "network was built in Python. Read the model with read_sbml first.")
     options = read_options_dict(network)
-    source = read_sbml_string(network.source_sbml, **options)
+    source = _observed_like(network, read_sbml_string(network.source_sbml, **options))
     document = _parse(network.source_sbml)
     model = document.getModel()
     _check_only_additions(source, network)
@@ -699,7 +715,7 @@ def sbml_string(network: Network) -> str:
     _add_parameters(model, source, network)
     _rewrite_reactions(model, source, network)
     text = libsbml.writeSBMLToString(document)
-    reread = read_sbml_string(text, **options)
+    reread = _observed_like(network, read_sbml_string(text, **options))
     changed = [name for name in _CORE_FIELDS if getattr(reread, name) != getattr(network, name)]
     if changed:
         raise SBMLError(f"the written SBML reads back with different {', '.join(changed)}; "

@@ -271,7 +271,8 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
         "ssa", reason, (lambda: simulate_ssa(network, times, n_trajectories=size, seed=seed,
                                              progress=progress, client=client))
         if size else None, describe=lambda r: f"{r.n_trajectories} trajectories, "
-                                              f"{r.total_events:,} events")
+                                              f"{r.total_events:,} events, method "
+                                              f"{r.run_info['algorithm']}")
     high, why = _high_copy(network, deterministic)
     run_cle = high or "cle" in wanted and methods != "auto"
     size, dt, budget = _cle_plan(network, times, n_trajectories) if run_cle else (0, None, "")

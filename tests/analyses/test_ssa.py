@@ -112,3 +112,59 @@ def test_bad_options(birth_death_sbml, options):
         simulate_ssa(network, [0, 1], **{"n_trajectories": 2, "seed": 1, **options})
     with pytest.raises(sbml_cme.OptionsError):
         simulate_ssa(network, [1, 0], n_trajectories=2, seed=1)
+
+
+# -- method="auto": the faster exact method, from the measured crossover ------------------
+def _ring(n_channels: int) -> sbml_cme.Network:
+    """X_i -> X_{i+-1}, k = 1, 20 molecules each: fan-out 4 (benchmarks' ring)."""
+    import sympy
+    n = n_channels // 2
+    species = tuple(sbml_cme.Species(f"X{i}", "cell", 20.0) for i in range(n))
+    reactions = tuple(
+        sbml_cme.Reaction(f"R{i}_{step}", ((f"X{i}", 1),), ((f"X{(i + step) % n}", 1),),
+                          sbml_cme.MassAction(sympy.Integer(1), ((f"X{i}", 1),)))
+        for i in range(n) for step in (1, -1))
+    return sbml_cme.Network(species, reactions,
+                            compartments=(sbml_cme.Compartment("cell", size=1.0),))
+
+
+def _dense(n_channels: int) -> sbml_cme.Network:
+    """Conversions among 2 species: every firing changes every propensity."""
+    import sympy
+    reactions = tuple(
+        sbml_cme.Reaction(f"R{j}", ((f"X{j % 2}", 1),), ((f"X{1 - j % 2}", 1),),
+                          sbml_cme.MassAction(sympy.Float(1 + j / n_channels),
+                                              ((f"X{j % 2}", 1),)))
+        for j in range(n_channels))
+    return sbml_cme.Network(tuple(sbml_cme.Species(f"X{i}", "cell", 50.0) for i in (0, 1)),
+                            reactions,
+                            compartments=(sbml_cme.Compartment("cell", size=1.0),))
+
+
+@pytest.mark.parametrize("network, expected", [
+    (lambda sbml: sbml_cme.read_sbml_string(sbml), "direct"),  # 2 channels
+    (lambda sbml: _ring(2000), "tree"),                          # the issue's ring
+    (lambda sbml: _dense(400), "direct"),                        # fan-out = M
+], ids=["birth_death", "ring2000", "dense400"])
+def test_auto_is_bit_identical_to_the_method_it_picks(birth_death_sbml, network, expected):
+    network = network(birth_death_sbml)
+    times = [0.0, 0.05, 0.1]
+    auto = simulate_ssa(network, times, n_trajectories=3, seed=21)
+    chosen = simulate_ssa(network, times, n_trajectories=3, seed=21, method=expected)
+    assert auto.run_info["algorithm"] == expected
+    assert auto.run_info["method_reason"].startswith("auto: ")
+    assert chosen.run_info["method_reason"] == "requested"
+    assert np.array_equal(auto.states, chosen.states)
+    assert np.array_equal(auto.n_events, chosen.n_events) and auto.total_events > 0
+
+
+def test_auto_rule_follows_the_cost_model():
+    from sbml_cme.analyses.ssa import AUTO_TREE_FACTOR, choose_method
+    from sbml_cme.kinetics import compile_network
+    for n_channels in (10, 100, 300, 1000, 5000):
+        method, reason = choose_method(compile_network(_ring(n_channels)))
+        tree = 5 * np.log2(n_channels) < AUTO_TREE_FACTOR * n_channels
+        assert method == ("tree" if tree else "direct"), reason
+        assert f"{n_channels} channels, mean fan-out 4.0" in reason
+    assert choose_method(compile_network(_ring(10)))[0] == "direct"
+    assert choose_method(compile_network(_ring(1000)))[0] == "tree"

@@ -30,6 +30,18 @@ def test_ssa_writes_stats(model_file, tmp_path):
     assert frame.time.tolist() == [0, 1, 2, 3, 4]
 
 
+def test_ssa_method_defaults_to_auto_and_says_what_it_ran(model_file, tmp_path, capsys):
+    arguments = ["ssa", str(model_file), "--t-end", "1", "--points", "2", "--trajectories",
+                 "20", "--seed", "3", "--no-progress"]
+    assert main(arguments + ["--out", str(tmp_path / "auto.csv")]) == 0
+    assert "(method direct; auto: 2 channels" in capsys.readouterr().err
+    assert main(arguments + ["--method", "direct", "--out", str(tmp_path / "direct.csv")]) == 0
+    assert "(method direct; requested)" in capsys.readouterr().err
+    assert pd.read_csv(tmp_path / "auto.csv").equals(pd.read_csv(tmp_path / "direct.csv"))
+    assert main(arguments + ["--method", "tree", "--out", str(tmp_path / "tree.csv")]) == 0
+    assert "(method tree; requested)" in capsys.readouterr().err
+
+
 def test_ode_writes_model_units(model_file, tmp_path):
     out = tmp_path / "ode.csv"
     assert main(["ode", str(model_file), "--t-end", "2", "--points", "3", "--out",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from sbml_cme import (Network, OptionsError, Reaction, Species, read_sbml, read_sbml_string,
-                      write_annotated_sbml)
+                      write_annotated_sbml, write_sbml)
 from sbml_cme.analyses import simulate_deterministic, simulate_ssa, solve_cme
 from sbml_cme.io.sbml_writer import (NAMESPACE, last_time_statistics, read_annotations,
                                      read_options_dict)
@@ -349,3 +349,24 @@ def test_two_results_with_one_method_name_must_be_named(tmp_path):
     annotations = read_annotations(write_annotated_sbml(
         network, {"ssa_seed1": first, "ssa_seed2": second}, tmp_path / "y.xml"))
     assert set(annotations["species"]["P"]) == {"ssa_seed1", "ssa_seed2"}
+
+
+def test_reported_parameters_are_no_change_to_the_model(tmp_path):
+    """Outputs asked for (read option or with_outputs) observe the model: the annotated
+    file records them in read_options, and write_sbml still writes the network."""
+    text = make_sbml({"X": 0}, [("birth", {}, {"X": 1}, "k"), ("death", {"X": 1}, {}, "d*X")],
+                     parameters={"k": 10.0, "d": 1.0})
+    read_option = read_sbml_string(text, outputs=["k"])
+    added = read_sbml_string(text).with_outputs(["d", "cell"])
+    for network in (read_option, added):
+        result = simulate_ssa(network, [0.0, 1.0], n_trajectories=20, seed=3)
+        annotations = read_annotations(write_annotated_sbml(network, result,
+                                                            tmp_path / "o.xml"))
+        outputs = [o.id for o in network.outputs]
+        assert all(annotations["species"][i]["ssa"]["sd"] == 0.0 for i in outputs)
+        assert read_sbml(tmp_path / "o.xml", **annotations["model"]["read_options"]) \
+            .with_outputs(outputs) == network
+        assert write_sbml(network, tmp_path / "w.xml").exists()
+    assert annotations["model"]["read_options"].get("outputs") is None
+    assert read_annotations(write_annotated_sbml(read_option, None, tmp_path / "r.xml"))[
+        "model"]["read_options"]["outputs"] == ["k"]

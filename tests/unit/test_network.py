@@ -76,3 +76,60 @@ def test_conversion_law_holds_on_every_path(sbml, seed):
     assert np.all(totals == network.initial_counts.sum())
     rates = compile_network(network).propensities(np.zeros(len(network.species)))
     assert np.all(rates == 0)  # no reactants, no propensity
+
+
+# -- with_outputs: any SBML symbol as an output (like roadrunner selections) ---------------
+def _reversible_with_local_parameter():
+    sbml = make_sbml({"A": 5, "B": 0}, [("conv", {"A": 1}, {"B": 1}, "k * A")],
+                     parameters={"k": 2.0}, rules={"total": "A + B"})
+    return sbml_cme.read_sbml_string(sbml)
+
+
+def test_with_outputs_adds_parameters_and_compartments_in_order():
+    network = _reversible_with_local_parameter()
+    observed = network.with_outputs(["cell", "k", "A", "total", "k"])
+    assert [o.id for o in observed.outputs] == ["total", "cell", "k"]
+    kinds = {o.id: o.kind for o in observed.outputs}
+    assert kinds == {"total": "parameter", "cell": "compartment", "k": "parameter"}
+    values = compile_network(observed).outputs(network.initial_counts,
+                                               observed.parameter_values, 0.0)
+    assert list(values) == [5.0, 1.0, 2.0]
+    assert network.with_outputs(["A", "total"]) is network
+    assert network.with_outputs(None) is network
+    assert network.with_outputs("k") == network.with_outputs(["k"])
+
+
+def test_with_outputs_reports_local_parameters_by_reaction_dot_name():
+    sbml = make_sbml({"A": 5}, [("decay", {"A": 1}, {}, "A")])
+    import libsbml
+    document = libsbml.readSBMLFromString(sbml)
+    law = document.getModel().getReaction("decay").getKineticLaw()
+    local = law.createLocalParameter()
+    local.setId("kd")
+    local.setValue(0.3)
+    law.setMath(libsbml.parseL3Formula("kd * A"))
+    network = sbml_cme.read_sbml_string(libsbml.writeSBMLToString(document),
+                                        outputs=["decay.kd"])
+    assert network.outputs[-1].id == "decay.kd"
+    assert compile_network(network).outputs(network.initial_counts,
+                                            network.parameter_values, 0.0)[-1] == 0.3
+
+
+def test_with_outputs_refuses_unknown_ids_and_lists_the_known_ones():
+    network = _reversible_with_local_parameter()
+    with pytest.raises(sbml_cme.OptionsError, match=r"unknown output\(s\) \['nope'\].*'k'.*"
+                                                    r"'cell'"):
+        network.with_outputs(["k", "nope"])
+    with pytest.raises(sbml_cme.OptionsError, match="strings"):
+        network.with_outputs([1])
+
+
+def test_read_option_outputs_is_recorded_and_reproduced():
+    from sbml_cme.io.sbml_writer import read_options_dict
+    sbml = make_sbml({"A": 5, "B": 0}, [("conv", {"A": 1}, {"B": 1}, "k * A")],
+                     parameters={"k": 2.0})
+    network = sbml_cme.read_sbml_string(sbml, outputs=["k", "cell"])
+    assert [o.id for o in network.outputs] == ["k", "cell"]
+    assert sbml_cme.read_sbml_string(sbml, **read_options_dict(network)) == network
+    with pytest.raises(sbml_cme.OptionsError, match="unknown output"):
+        sbml_cme.read_sbml_string(sbml, outputs=["conv"])
