@@ -49,12 +49,10 @@ from lna_index import INDEX, lna_outcome, read_options
 
 MODELS = INDEX.parent
 CROSSCHECK_TIMES = np.linspace(0.0, 10.0, 51)
-STATUS_COLUMNS = ("sbml_cme_status", "sbml_cme_reason", "lna_status", "lna_reason")
-GIVEN_COLUMNS = ("id", "source", "read_options")
 _NON_ALGEBRAIC = {  # AST types that make a law non-mass-action when applied to a species
     getattr(libsbml, name) for name in dir(libsbml)
     if name.startswith(("AST_FUNCTION_", "AST_LOGICAL_", "AST_RELATIONAL_"))
-    and name not in ("AST_FUNCTION_POWER", "AST_FUNCTION_DELAY")}
+    and name != "AST_FUNCTION_POWER"}
 
 
 def _names(node: libsbml.ASTNode) -> set[str]:
@@ -168,15 +166,16 @@ def sbml_cme_outcome(model_id: str, options: str) -> tuple[str, str]:
         for row in disagreeing.itertuples())
 
 
-def _text(value) -> str:
+def cell_text(value) -> str:
+    """A column value as the index writes it (booleans as ``true``/``false``)."""
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def computed_row(row: dict) -> dict:
     """Every computed column of one index row (``id``, ``source``, ``read_options`` given)."""
     new = dict(row)
-    new.update({key: _text(value) for key, value in describe(row["id"]).items()})
-    new["tellurium_ok"] = _text(tellurium_ok(row["id"]))
+    new.update({key: cell_text(value) for key, value in describe(row["id"]).items()})
+    new["tellurium_ok"] = cell_text(tellurium_ok(row["id"]))
     new.update(status_columns(new))
     return new
 
