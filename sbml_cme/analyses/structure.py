@@ -576,7 +576,10 @@ def _class_equilibrium(anchor: np.ndarray, basis: np.ndarray, initial: np.ndarra
         hessian = (rows * values) @ rows.T
         step = np.linalg.solve(hessian, -gradient)
         t, current = 1.0, objective(lam)
-        while objective(lam + t * step) > current + 1e-4 * t * (gradient @ step) and t > 1e-12:
+        # Near the minimum the decrease is below round-off of f: allow that much.
+        noise = 1e-13 * max(abs(current), float(values.sum()))
+        while objective(lam + t * step) > current + 1e-4 * t * (gradient @ step) + noise \
+                and t > 1e-12:
             t *= 0.5
         lam = lam + t * step
     else:
