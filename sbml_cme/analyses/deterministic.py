@@ -336,7 +336,8 @@ class _EventIntegrator:
                     last_crossing = None
             if stalled and np.array_equal(x_after, x) and np.array_equal(
                     parameters_before, self.parameters, equal_nan=True) and \
-                    self._atom_slope(crossed_atom, t, x, self.rhs(t, x / self.scale)) == 0:
+                    self._atom_slope(crossed_atom, t, self.state(x),
+                                     self.rhs(t, self.state(x))) == 0:
                 # A root at the very start that changed nothing: the atom sits on its
                 # root without crossing (e.g. |Q - R| - maxdiff == 0 identically); stop
                 # watching it until the integration makes progress. (An atom that leaves
