@@ -589,9 +589,11 @@ def check_clock_readers(network: Network) -> None:
 
 def whole_initial_counts(network: Network) -> np.ndarray:
     """Initial counts rounded to whole molecules, shape (n_species,); warns when the
-    model's initial values are not whole numbers of molecules."""
+    model's initial values are not whole numbers of molecules. Continuous species keep
+    their real values."""
     counts = network.initial_counts
-    rounded = np.floor(counts + 0.5)
+    continuous = np.array([s.continuous for s in network.species], dtype=bool)
+    rounded = np.where(continuous, counts, np.floor(counts + 0.5))
     off = np.abs(counts - rounded) > 1e-6 * np.maximum(counts, 1.0)
     if off.any():
         names = ", ".join(np.array(network.species_ids)[off][:5])
