@@ -82,7 +82,7 @@ def auto_partition(network: Network, times, threshold: float = AUTO_THRESHOLD
     """
     if not (np.isfinite(threshold) and threshold > 0):
         raise OptionsError(f"threshold must be a positive number of molecules, got {threshold}")
-    trajectory = simulate_deterministic(network, times).states
+    trajectory = simulate_deterministic(network, times).counts
     non_integer = _non_integer_species(network)
     rules = set(network.rate_rule_targets)
     rows, chosen = [], []
@@ -120,9 +120,15 @@ class HybridData(NamedTuple):
     program ``rule_bounds[c]`` of ``rule_ops/args/constants`` (start == end: none).
     ``species_position[i]`` is the variable of species i (-1: not continuous). The ODE
     state is the variables followed by the cumulative hazard Lambda.
+
+    A jump propensity that reads a continuous variable is taken as max(a, 0): the ODE
+    error (within the tolerances) can push a rate that touches zero, such as
+    k0 (1 + sin t), a rounding below it. Propensities of the discrete state alone must
+    be non-negative, as in the SSA.
     """
 
     jump_channels: np.ndarray       # (n_jumps,) channel indices
+    reads_continuous: np.ndarray    # (n_channels,) bool: the propensity reads a variable
     flux_channels: np.ndarray       # (n_fluxes,) channel indices
     variable_is_species: np.ndarray
     variable_index: np.ndarray
@@ -169,8 +175,12 @@ def _hybrid_data(network: Network, rtol: float, atol: float, method: int) -> Hyb
         if is_species:
             position[index[c]] = c
     mask = network.jump_mask
+    live = {v for _, v in variables}
+    reads = [bool(live & {s.name for s in r.rate_law.propensity().free_symbols})
+             for r in network.reactions]
     return HybridData(
         jump_channels=np.nonzero(mask)[0].astype(np.int64),
+        reads_continuous=np.array(reads, dtype=np.bool_),
         flux_channels=np.nonzero(~mask)[0].astype(np.int64),
         variable_is_species=np.array([v[0] for v in variables], dtype=np.bool_),
         variable_index=index, species_position=position,
@@ -223,8 +233,18 @@ def _derivatives(data, hybrid, x, p, t, y, dy, stack, rule_stack):
                 dy[c] += data.change_amount[k] * rate
     hazard = 0.0
     for q in range(hybrid.jump_channels.shape[0]):
-        hazard += channel_propensity(data, hybrid.jump_channels[q], x, p, t, False, stack)
+        hazard += _jump_propensity(data, hybrid, hybrid.jump_channels[q], x, p, t, stack)
     dy[n_variables] = hazard
+
+
+@numba.njit(cache=True)
+def _jump_propensity(data, hybrid, j, x, p, t, stack):
+    """Propensity of jump channel ``j`` (clipped at 0 when it reads a continuous
+    variable, see :class:`HybridData`)."""
+    value = channel_propensity(data, j, x, p, t, False, stack)
+    if hybrid.reads_continuous[j] and value < 0.0:
+        return 0.0
+    return value
 
 
 @numba.njit(cache=True)
@@ -492,7 +512,7 @@ def _fire(data, hybrid, x, p, t, a, stack, state):
     total = 0.0
     for q in range(a.shape[0]):
         j = hybrid.jump_channels[q]
-        a[q] = channel_propensity(data, j, x, p, t, False, stack)
+        a[q] = _jump_propensity(data, hybrid, j, x, p, t, stack)
         if not (a[q] >= 0.0):
             return _NEGATIVE_PROPENSITY, j
         total += a[q]
