@@ -626,7 +626,9 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         Seed of the ``SeedSequence`` that gives one stream per trajectory; the same seed
         gives the same ensemble whatever ``n_jobs``.
     method : str
-        ``"direct"`` or ``"tree"`` (see module docstring).
+        ``"direct"`` or ``"tree"`` (see module docstring), or ``"hybrid"``:
+        :func:`~sbml_cme.analyses.hybrid.simulate_hybrid`, also chosen whenever the
+        network has a continuous part.
     n_jobs : int, optional
         Threads (default: all cores).
     progress : bool
@@ -640,6 +642,8 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     EnsembleResult
         States in molecule counts at ``times``, shape (n_trajectories, n_times, n_columns).
     """
+    if method == "hybrid" or network.has_continuous_part:
+        return _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client)
     times = _check_times(times)
     if method not in METHODS:
         raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
@@ -670,6 +674,17 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
                                     "n_trajectories": int(n_trajectories), "threads": threads,
                                     "dask": client is not None,
                                     "wall_time": wallclock.perf_counter() - started})
+
+
+def _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client):
+    """``simulate_ssa`` of a network with a continuous part: the exact PDMP."""
+    from .hybrid import simulate_hybrid  # hybrid builds on this module
+
+    if client is not None:
+        raise OptionsError("the hybrid simulation (a network with a continuous part, or "
+                           "method='hybrid') runs locally only; drop client=")
+    return simulate_hybrid(network, times, n_trajectories=n_trajectories, seed=seed,
+                           n_jobs=n_jobs, progress=progress)
 
 
 def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, streams):
