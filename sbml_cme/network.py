@@ -701,6 +701,26 @@ class Network:
                         if s.id in counts else s for s in self.species)
         return dataclasses.replace(self, species=species)
 
+    def with_partition(self, continuous) -> "Network":
+        """A new network in which the species ``continuous`` (ids) are continuous.
+
+        Species already continuous stay so; a fixed (boundary or constant) species cannot
+        be made continuous. The network's validation still refuses a discrete species with
+        a non-integer stoichiometry.
+        """
+        chosen = set(continuous)
+        unknown = chosen - set(self.species_ids)
+        if unknown:
+            raise OptionsError(f"unknown species {sorted(unknown)}; known: "
+                               f"{list(self.species_ids)}")
+        fixed = sorted(s.id for s in self.species if s.id in chosen and s.fixed)
+        if fixed:
+            raise OptionsError(f"boundary or constant species {fixed} cannot be made "
+                               "continuous (reactions never change them)")
+        species = tuple(dataclasses.replace(s, continuous=True) if s.id in chosen else s
+                        for s in self.species)
+        return dataclasses.replace(self, species=species)
+
     # -- reports ----------------------------------------------------------------------
     def conversion_table(self) -> pd.DataFrame:
         """One row per channel: how its SBML law became a propensity in counts.
@@ -748,7 +768,8 @@ class Network:
             "initial_count": s.initial_count,
             "molecules_per_unit": s.molecules_per_unit,
             "declared_as": "amount" if s.has_only_substance_units else "concentration",
-            "boundary": s.boundary, "constant": s.constant} for s in self.species])
+            "boundary": s.boundary, "constant": s.constant,
+            "continuous": s.continuous} for s in self.species])
         reactions = pd.DataFrame([{
             "reaction": r.id,
             "equation": _equation(r)} for r in self.reactions])

@@ -607,9 +607,11 @@ def check_clock_readers(network: Network) -> None:
 
 def whole_initial_counts(network: Network) -> np.ndarray:
     """Initial counts rounded to whole molecules, shape (n_species,); warns when the
-    model's initial values are not whole numbers of molecules."""
+    model's initial values are not whole numbers of molecules. Continuous species keep
+    their real values."""
     counts = network.initial_counts
-    rounded = np.floor(counts + 0.5)
+    continuous = np.array([s.continuous for s in network.species], dtype=bool)
+    rounded = np.where(continuous, counts, np.floor(counts + 0.5))
     off = np.abs(counts - rounded) > 1e-6 * np.maximum(counts, 1.0)
     if off.any():
         names = ", ".join(np.array(network.species_ids)[off][:5])
@@ -658,8 +660,10 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         Seed of the ``SeedSequence`` that gives one stream per trajectory; the same seed
         gives the same ensemble whatever ``n_jobs``.
     method : str
-        ``"auto"`` (the faster of the two for this network, :func:`choose_method`),
-        ``"direct"`` or ``"tree"`` (see module docstring). ``run_info["algorithm"]`` is
+        ``"auto"`` (the faster of the two for this network, :func:`choose_method`, or
+        ``"hybrid"`` when the network has a continuous part), ``"direct"`` or ``"tree"``
+        (see module docstring), or ``"hybrid"``:
+        :func:`~sbml_cme.analyses.hybrid.simulate_hybrid`. ``run_info["algorithm"]`` is
         the method run and ``run_info["method_reason"]`` why.
     n_jobs : int, optional
         Threads (default: all cores).
@@ -679,6 +683,8 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         States in molecule counts at ``times``, shape (n_trajectories, n_times, n_columns).
     """
     network = network.with_outputs(outputs)
+    if method == "hybrid" or (method == "auto" and network.has_continuous_part):
+        return _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client)
     times = _check_times(times)
     if method not in {"auto", *METHODS}:
         raise OptionsError(f"method must be 'auto' or one of {sorted(METHODS)}, got "
@@ -712,6 +718,17 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
                                     "n_trajectories": int(n_trajectories), "threads": threads,
                                     "dask": client is not None,
                                     "wall_time": wallclock.perf_counter() - started})
+
+
+def _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client):
+    """``simulate_ssa`` of a network with a continuous part: the exact PDMP."""
+    from .hybrid import simulate_hybrid  # hybrid builds on this module
+
+    if client is not None:
+        raise OptionsError("the hybrid simulation (a network with a continuous part, or "
+                           "method='hybrid') runs locally only; drop client=")
+    return simulate_hybrid(network, times, n_trajectories=n_trajectories, seed=seed,
+                           n_jobs=n_jobs, progress=progress)
 
 
 def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, streams):
