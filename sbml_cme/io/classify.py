@@ -3,8 +3,10 @@
 :func:`classify` decides the propensity form of one SBML reaction (docs/conversion-rules.md):
 a mass-action monomial in the reactants gets exact combinatorics ``n**m -> (n)_m``; the
 difference of two such monomials, forward in the reactants and backward in the products,
-becomes two channels; everything else is kept as written and must be non-negative on
-counts (proved, recognised as falling factorials, or checked during simulation).
+becomes two channels; any other law that can turn negative becomes two non-negative
+channels, N+/D and |N-|/D (or max(v, 0) and max(-v, 0)); everything else is kept as
+written and is non-negative on counts (proved, recognised as falling factorials, or
+checked during simulation).
 
 The importer (:mod:`sbml_cme.io.sbml_reader`) walks the SBML document and hands over what
 the classification needs as a :class:`LawContext`; nothing here reads libsbml.
