@@ -47,12 +47,13 @@ def test_non_integer_stoichiometry():
         sbml_cme.read_sbml_string(xml)
 
 
-def test_law_that_can_turn_negative():
+def test_law_that_can_turn_negative_is_split_not_refused():
+    # Formerly refused; now two non-negative channels (tests/io/test_signed_laws.py).
     xml = make_sbml({"X": 5, "Y": 3}, [("net", {"X": 1}, {"Y": 1}, "k * X - k * X * Y")],
                     parameters={"k": 1.0})
-    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="negative") as info:
-        sbml_cme.read_sbml_string(xml)
-    assert info.value.element_id == "net"
+    network = sbml_cme.read_sbml_string(xml)
+    assert network.reaction_ids == ("net_forward", "net_backward")
+    assert network.reactions[1].reactants == (("Y", 1),)
 
 
 def test_delay_csymbol():
