@@ -3,8 +3,10 @@
 :func:`classify` decides the propensity form of one SBML reaction (docs/conversion-rules.md):
 a mass-action monomial in the reactants gets exact combinatorics ``n**m -> (n)_m``; the
 difference of two such monomials, forward in the reactants and backward in the products,
-becomes two channels; everything else is kept as written and must be non-negative on
-counts (proved, recognised as falling factorials, or checked during simulation).
+becomes two channels; any other law that can turn negative becomes two non-negative
+channels, N+/D and |N-|/D (or max(v, 0) and max(-v, 0)); everything else is kept as
+written and is non-negative on counts (proved, recognised as falling factorials, or
+checked during simulation).
 
 The importer (:mod:`sbml_cme.io.sbml_reader`) walks the SBML document and hands over what
 the classification needs as a :class:`LawContext`; nothing here reads libsbml.
@@ -119,7 +121,7 @@ def _mass_action_channels(reaction: _SbmlReaction, propensity, species,
     product_orders = _orders_vector(products, species)
     if len(terms) == 1:
         (exponents, coefficient), = terms.items()
-        if exponents == reactant_orders:
+        if exponents == reactant_orders and not _negative_value(coefficient, context):
             return [_mass_action_channel(rid, reaction, coefficient, reactants, products, "",
                                          context)]
     if len(terms) == 2 and reactant_orders != product_orders:
@@ -138,16 +140,25 @@ def _mass_action_channels(reaction: _SbmlReaction, propensity, species,
     return None
 
 
+def _negative_value(coefficient, context: LawContext) -> bool:
+    """True when a mass-action coefficient is negative for the parameter values (such a
+    law is a backward rate, split by :func:`_signed_channels`)."""
+    try:
+        return float(coefficient.xreplace(context.parameter_values)) < 0
+    except TypeError:
+        return False
+
+
 def _general_form(propensity, species, context: LawContext) -> str | None:
     """The form of a law kept as written, saying how its sign is known; ``None`` for a
-    signed difference (a net rate), which must be split."""
+    signed difference (a net rate) or a law that is never positive, which must be split."""
     if _provably_non_negative(propensity, species, context):
         return "general"
     if _is_falling_factorial_form(propensity, species, context):
         return "general (falling factorial as written)"
     if _non_negative_on_counts(propensity, species, context):
         return "general (non-negative on whole-number counts)"
-    if _is_signed_difference(propensity, context):
+    if _is_signed_difference(propensity, context) or _sign(propensity, context) == -1:
         return None
     return _UNDECIDED_FORM
 
@@ -185,9 +196,12 @@ def _signed_channels(reaction: _SbmlReaction, propensity,
         v = propensity
         terms = (f"v = {_show(v)}: no sign-definite split (the sign of D or of a term of N "
                  "in v = N/D depends on the counts, time or a parameter that can change)")
+        # v >= 0 (not v > 0) forward: where v = 0 the piece taken is v itself, so the
+        # derivative of forward - backward (rate-equation Jacobian, LNA) is v' there too.
         return [
-            _general_channel(f"{rid}_forward", reaction, sympy.Piecewise((v, v > 0), (0, True)),
-                             reactants, products, SIGN_SPLIT_FORMS[0], terms, context),
+            _general_channel(f"{rid}_forward", reaction,
+                             sympy.Piecewise((v, v >= 0), (0, True)), reactants, products,
+                             SIGN_SPLIT_FORMS[0], terms, context),
             _general_channel(f"{rid}_backward", reaction,
                              sympy.Piecewise((-v, v < 0), (0, True)), products, reactants,
                              SIGN_SPLIT_FORMS[1], terms, context)]
@@ -378,14 +392,13 @@ def _provably_non_negative(propensity, species, context: LawContext) -> bool:
 
 
 def _is_signed_difference(propensity, context: LawContext) -> bool:
-    """True when the law is a sum with terms of both signs (a net rate, not a propensity)."""
-    values = context.parameter_values
-    expression = propensity.xreplace(values)
-    if isinstance(expression, sympy.Mul):
-        expression = sympy.expand_mul(expression, deep=False)
-    if not isinstance(expression, sympy.Add):
-        return False
-    return any(term.could_extract_minus_sign() for term in expression.args)
+    """True when the law, put over a common denominator N/D with the parameter values
+    substituted, has a negative term in N or in D: a net rate (or a law whose
+    denominator can change sign), not a propensity."""
+    expression = propensity.xreplace(context.parameter_values)
+    numerator, denominator = sympy.fraction(sympy.together(expression))
+    return any(term.could_extract_minus_sign() for part in (numerator, denominator)
+               for term in sympy.Add.make_args(sympy.expand_mul(part)))
 
 
 #: Largest number of whole-number counts checked one by one by _non_negative_on_counts.

@@ -7,8 +7,9 @@ an amount, and ``F`` is molecules per substance unit. A law that is a mass-actio
 monomial in the reactants (orders equal to reactant stoichiometries) gets exact
 combinatorics, ``n**m -> (n)_m``. A law that is the difference of two such monomials,
 forward in the reactants and backward in the products, becomes two channels.
-Everything else is substituted as is, and must be provably non-negative. That
-classification lives in :mod:`sbml_cme.io.classify`; this module walks the document.
+Everything else is substituted as is; a law that can turn negative becomes two
+non-negative channels. That classification lives in :mod:`sbml_cme.io.classify`; this
+module walks the document.
 """
 
 from __future__ import annotations

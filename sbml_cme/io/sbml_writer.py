@@ -54,7 +54,7 @@ _CHANNEL_COLUMNS = {
     "deterministicRate": "deterministic_rate", "stochasticConstant": "stochastic_constant",
     "macroscopicConstant": "macroscopic_constant", "volumeFactor": "volume_factor",
     "moleculesPerUnit": "molecules_per_unit", "combinatorialFactor": "combinatorial_factor",
-    "orders": "orders",
+    "orders": "orders", "signedTerms": "signed_terms",
 }
 
 #: Attributes read back as numbers by :func:`read_annotations`.

@@ -472,11 +472,17 @@ def test_item_override_conversion():
                                   ({"X": 3, "Y": 2}, [8.0, 0.3, 0.04])])
 
 
-def test_item_model_read_as_mole_rejects_negative_law():
+def test_item_model_read_as_mole_splits_the_signed_law():
     # undeclared L3 substance defaults to mole: c*Y*(Y-1)/2 becomes N_A c y (y - 1)/2 with
-    # y = n/N_A < 1, negative for 1 <= n < N_A: no valid propensity
-    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="negative"):
-        read("item_override_l3.xml")
+    # y = n/N_A < 1, negative for 1 <= n < N_A: split into two non-negative channels whose
+    # difference is that law (the mole model's own ODE); read as item it is one channel.
+    network = read("item_override_l3.xml")
+    table = network.conversion_table().set_index("reaction")
+    assert table.loc["pairing_forward", "signed_terms"].endswith("backward 0.5*Y*c; "
+                                                                 "denominator 1")
+    assert list(table.loc[["pairing_forward", "pairing_backward"], "form"]) == [
+        "mass action", "general (backward part of a signed law)"]
+    assert "pairing" in read("item_override_l3.xml", substance_unit="item").reaction_ids
 
 
 def test_item_override_ssa():
