@@ -41,7 +41,7 @@ from numba import prange
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (check_time_in_triggers, channel_propensity, compile_expressions,
                         compile_network, run_program)
-from ..network import Expression, MassAction, Network, Output, RateRule
+from ..network import Expression, MassAction, Network, Output
 from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
 from .draws import uniform as uniform_draw
