@@ -41,7 +41,7 @@ from numba import prange
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (check_time_in_triggers, channel_propensity, compile_expressions,
                         compile_network, run_program)
-from ..network import Expression, MassAction, Network, Output, RateRule
+from ..network import Expression, MassAction, Network, Output
 from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
 from .draws import uniform as uniform_draw
@@ -191,7 +191,13 @@ def _hybrid_data(network: Network, rtol: float, atol: float, method: int) -> Hyb
 
 
 # -- the ODE of the continuous part -------------------------------------------------------------
-@numba.njit(cache=True)
+# The right-hand side runs ~7 times per step; passing the KernelData tuple to a compiled
+# (not inlined) function costs an atomic reference-count update per array, which
+# dominated the step time (30 us per step). So the hot functions, and the kernels'
+# channel_propensity, are inlined into the step functions.
+_channel = numba.njit(cache=True, inline="always")(channel_propensity.py_func)
+
+@numba.njit(cache=True, inline="always")
 def _write_state(hybrid, y, x, p):
     """Copy the continuous variables ``y[:n_variables]`` into counts ``x`` / parameters ``p``."""
     for c in range(hybrid.variable_index.shape[0]):
@@ -201,7 +207,7 @@ def _write_state(hybrid, y, x, p):
             p[hybrid.variable_index[c]] = y[c]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _read_state(hybrid, x, p, y):
     """Inverse of :func:`_write_state` (``y[n_variables]``, Lambda, is left alone)."""
     for c in range(hybrid.variable_index.shape[0]):
@@ -211,7 +217,7 @@ def _read_state(hybrid, x, p, y):
             y[c] = p[hybrid.variable_index[c]]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _derivatives(data, hybrid, x, p, t, y, dy, stack, rule_stack):
     """dy/dt: rate rules plus continuous fluxes (deterministic limits through the
     stoichiometry), and the total jump propensity for Lambda (last entry)."""
@@ -226,7 +232,7 @@ def _derivatives(data, hybrid, x, p, t, y, dy, stack, rule_stack):
                                 start, end, x, p, t, rule_stack)
     for q in range(hybrid.flux_channels.shape[0]):
         j = hybrid.flux_channels[q]
-        rate = channel_propensity(data, j, x, p, t, True, stack)
+        rate = _channel(data, j, x, p, t, True, stack)
         for k in range(data.change_ptr[j], data.change_ptr[j + 1]):
             c = hybrid.species_position[data.change_species[k]]
             if c >= 0:
@@ -237,17 +243,17 @@ def _derivatives(data, hybrid, x, p, t, y, dy, stack, rule_stack):
     dy[n_variables] = hazard
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _jump_propensity(data, hybrid, j, x, p, t, stack):
     """Propensity of jump channel ``j`` (clipped at 0 when it reads a continuous
     variable, see :class:`HybridData`)."""
-    value = channel_propensity(data, j, x, p, t, False, stack)
+    value = _channel(data, j, x, p, t, False, stack)
     if hybrid.reads_continuous[j] and value < 0.0:
         return 0.0
     return value
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _error_norm(hybrid, error, y0, y1):
     """RMS of error / (atol + rtol max(|y0|, |y1|)); below 1 accepts a step."""
     total = 0.0
@@ -424,7 +430,7 @@ def _rosenbrock_step(data, hybrid, x, p, t, h, y0, f0, w, pivots, k1, k2, k3, f1
     return _error_norm(hybrid, error, y0, y1)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, inline="always")
 def _dense_value(stiff, dense, c, s):
     """Component ``c`` of the dense output at the fraction ``s`` in [0, 1] of the step."""
     if stiff:

@@ -10,7 +10,7 @@ from scipy import integrate, stats
 from sbml_cme.analyses import simulate_ssa
 from sbml_cme.analyses.hybrid import METHODS, auto_partition, simulate_hybrid
 from sbml_cme.errors import OptionsError, UnsupportedFeatureError, InvalidNetworkError
-from sbml_cme.network import (TIME, Event, Expression, MassAction, Network, Parameter,
+from sbml_cme.network import (TIME, Event, MassAction, Network, Parameter,
                               RateRule, Reaction, Species)
 from conftest import pooled_chi_square, standardized_mean
 
