@@ -4,7 +4,8 @@ __version__ = "0.1.0"
 
 from .errors import (AnalysisError, ConvergenceError, InvalidNetworkError, InvalidSBMLError,
                      NotComplexBalancedError, OptionsError, SBMLError, SbmlCmeError,
-                     StateSpaceTooLargeError, TruncationError, UnsupportedFeatureError)
+                     StateSpaceTooLargeError, TruncationError, UnsupportedFeatureError,
+                     WorkLimitError)
 from .io import read_sbml, read_sbml_string, write_annotated_sbml, write_sbml
 from .network import (Burst, Compartment, Event, Expression, MassAction, Network, Output,
                       Parameter, Reaction, Species)
@@ -19,7 +20,7 @@ __all__ = [
     "MassAction", "Expression", "Burst",
     "SbmlCmeError", "SBMLError", "InvalidSBMLError", "UnsupportedFeatureError",
     "InvalidNetworkError", "OptionsError", "AnalysisError", "StateSpaceTooLargeError",
-    "TruncationError", "ConvergenceError", "NotComplexBalancedError",
+    "TruncationError", "ConvergenceError", "NotComplexBalancedError", "WorkLimitError",
     "analyze_structure", "product_form_stationary", "StructureResult",
     "noise_summary", "extrinsic_noise", "NoiseSummary", "ExtrinsicNoiseResult",
 ]

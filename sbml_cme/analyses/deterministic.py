@@ -29,9 +29,14 @@ METHODS = {"LSODA": "LSODA", "BDF": "BDF", "Radau": "Radau"}
 #: Cap on every species' absolute tolerance, in molecules.
 ATOL_MOLECULES = 1e-6
 
+#: Default budget of right-hand-side evaluations per run (a few seconds to a minute of
+#: work; ordinary models need a few thousand).
+MAX_EVALUATIONS = 10**6
+
 
 def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
-                           rtol: float = 1e-9, atol: float = 1e-12) -> DeterministicResult:
+                           rtol: float = 1e-9, atol: float = 1e-12,
+                           max_evaluations: int = MAX_EVALUATIONS) -> DeterministicResult:
     """Integrate the rate equations (deterministic limit of the propensities).
 
     Parameters
@@ -46,6 +51,10 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
         tolerance of a species is further capped at ``ATOL_MOLECULES`` molecules, so
         that models whose values are tiny in their own units (nmol in fL) keep
         ``rtol`` accuracy.
+    max_evaluations : int
+        Budget of right-hand-side evaluations: a stiff blow-up or a horizon far beyond
+        the model's time scales stops with :class:`ConvergenceError` instead of running
+        without limit. A right-hand side that is NaN or infinite stops at once.
 
     Returns
     -------
@@ -56,9 +65,15 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
     if method not in METHODS:
         raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     refuse_randomness(network, "simulate_deterministic")
+    if not max_evaluations >= 1:
+        raise OptionsError(f"max_evaluations must be a positive number, got {max_evaluations!r}")
     started = wallclock.perf_counter()
     integrator = _EventIntegrator(network, METHODS[method], rtol, atol)
-    states = integrator.run(times)
+    integrator.evaluations_left = max_evaluations
+    try:
+        states = integrator.run(times)
+    except _Stop as stop:
+        raise ConvergenceError(str(stop)) from None
     return DeterministicResult(network, times, states, run_info={
         "method": method, "rtol": rtol, "atol": atol,
         "wall_time": wallclock.perf_counter() - started,
@@ -80,6 +95,10 @@ class _Pending:
     order: int
     event: int
     values: np.ndarray | None
+
+
+class _Stop(Exception):
+    """Raised inside the right-hand side to leave the scipy solver (budget, NaN)."""
 
 
 class _EventIntegrator:
@@ -114,13 +133,25 @@ class _EventIntegrator:
                                                         e.id) for e in self.events]
         self.pending: list[tuple] = []
         self.counter = 0
+        self.evaluations_left = MAX_EVALUATIONS
         self.rates = np.empty(len(network.reactions))
         self.dxdt = np.empty(len(network.species))
 
     # -- right-hand side ------------------------------------------------------------
     def rhs(self, t, y):
+        self.evaluations_left -= 1
+        if self.evaluations_left < 0:
+            raise _Stop(f"the integration used up its budget of right-hand-side evaluations "
+                        f"at t={t:g} (a stiff blow-up, or a horizon far beyond the model's "
+                        "time scales); shorten the horizon or raise max_evaluations=")
         net_rates(self.compiled.data, y * self.scale, self.parameters, t,
                   len(self.scale), self.rates, self.dxdt)
+        if not np.all(np.isfinite(self.dxdt)):
+            rates = dict(zip(self.network.reaction_ids, self.rates))
+            bad = [rid for rid, rate in rates.items() if not np.isfinite(rate)]
+            raise _Stop(f"the rate equations are not finite at t={t:g} (reaction(s) "
+                        f"{', '.join(bad[:5]) or 'none'}; a value overflowed or is NaN); "
+                        "check the model's parameters and initial values")
         return self.dxdt / self.scale
 
     # -- triggers ---------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ..errors import InvalidNetworkError, InvalidSBMLError, OptionsError, Unsupp
 from ..network import (AVOGADRO, TIME, Compartment, Conversion, Event, Expression, MassAction,
                        Network, Output, Parameter, Reaction, Species)
 from .mathml import DELAY, FunctionDefinitions, to_sympy
+from .validate import check_document, check_network, read_text
 
 #: Molecules per unit for the ``substance_unit`` option.
 SUBSTANCE_UNITS = {
@@ -85,18 +86,22 @@ def read_sbml(path: str | os.PathLike, **options) -> Network:
         A construct with no exact stochastic meaning; names the element.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InvalidSBMLError(f"SBML file '{path}' does not exist")
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        text = handle.read()
-    document = libsbml.readSBMLFromString(text)
-    return _Importer(document, _options(options), source=path, text=text).network()
+    return _read(read_text(path), path, options)
 
 
 def read_sbml_string(text: str, **options) -> Network:
     """Read SBML from a string; same options and errors as :func:`read_sbml`."""
+    return _read(text, "<string>", options)
+
+
+def _read(text: str, source: str, options: dict) -> Network:
+    """The one path from SBML text to a validated network (see ``io/validate.py``)."""
+    read_options = _options(options)
     document = libsbml.readSBMLFromString(text)
-    return _Importer(document, _options(options), source="<string>", text=text).network()
+    check_document(document, source)
+    network = _Importer(document, read_options, source=source, text=text).network()
+    check_network(network)
+    return network
 
 
 def _options(options: dict) -> ReadOptions:

@@ -1,0 +1,151 @@
+"""Validation at the edge: refuse a document or network that no analysis can trust.
+
+:func:`read_text` reads a file as SBML text or raises :class:`InvalidSBMLError` (a missing
+file, a directory, no permission, bytes that are not text in the declared encoding).
+Two checks, both called from one place (``sbml_reader._read``):
+
+- :func:`check_document`, on the libsbml document before the import: libsbml's own
+  consistency checks (errors, not warnings, with line numbers; unit checks off, since
+  the importer does its own unit arithmetic) and stoichiometries that are not finite.
+- :func:`check_network`, on the imported network: parameters, initial counts and
+  compartment sizes that are NaN or infinite (wherever they came from: an attribute or an
+  initial assignment), negative volumes, and NaN or infinite constants in the math.
+
+Each refusal is an :class:`InvalidSBMLError` naming the element and saying what to fix.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import libsbml
+import sympy
+
+from ..errors import InvalidSBMLError
+from ..network import Network
+
+#: libsbml consistency errors left to the importer: unit references it resolves or
+#: ignores itself (the SBML test suite has valid cases that libsbml flags, e.g. 00959);
+#: a species in a kinetic law not declared as a modifier (21121: common in BioModels and
+#: harmless here, the law is read as written); a species set by both reactions and a rule
+#: (20610: the importer refuses the rule by name).
+_IGNORED_ERRORS = frozenset({10311, 10312, 10313, 20610, 21121})
+
+#: Non-finite sympy constants.
+_NOT_FINITE = (sympy.nan, sympy.oo, -sympy.oo, sympy.zoo)
+
+
+def read_text(path: str) -> str:
+    """The text of the SBML file ``path`` (UTF-8 unless its XML declaration names another
+    encoding)."""
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise InvalidSBMLError(f"SBML file '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise InvalidSBMLError(f"'{path}' is a directory, not an SBML file") from None
+    except OSError as error:
+        raise InvalidSBMLError(f"cannot read SBML file '{path}': {error.strerror}") from None
+    declared = re.match(rb"\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"']", data)
+    encoding = declared.group(1).decode("ascii") if declared else "utf-8"
+    try:
+        return data.decode(encoding)
+    except (LookupError, UnicodeDecodeError) as error:
+        raise InvalidSBMLError(f"'{path}' is not text in the {encoding} encoding its XML "
+                               f"declaration implies ({error}); save it as UTF-8") from None
+
+
+def check_document(document: libsbml.SBMLDocument, source: str) -> None:
+    """Refuse ``document`` when libsbml's consistency checks find errors or a
+    stoichiometry is not finite. Documents libsbml could not even read are left to the
+    importer, which reports those read errors."""
+    if document.getNumErrors(libsbml.LIBSBML_SEV_ERROR) or \
+            document.getNumErrors(libsbml.LIBSBML_SEV_FATAL) or document.getModel() is None:
+        return
+    # Units: the importer does its own unit arithmetic. Overdetermination: an algebraic
+    # rule is refused by name by the importer, which says more than libsbml here.
+    document.setConsistencyChecks(libsbml.LIBSBML_CAT_UNITS_CONSISTENCY, False)
+    document.setConsistencyChecks(libsbml.LIBSBML_CAT_OVERDETERMINED_MODEL, False)
+    document.checkConsistency()
+    errors = [document.getError(i) for i in range(document.getNumErrors())]
+    severe = [error for error in errors
+              if error.getSeverity() >= libsbml.LIBSBML_SEV_ERROR
+              and error.getPackage() in ("", "core")
+              and error.getErrorId() not in _IGNORED_ERRORS]
+    # The importer reads the log again for read errors: leave only what it read.
+    document.getErrorLog().clearLog()
+    if severe:
+        raise InvalidSBMLError(
+            f"'{source}' is not valid SBML (libsbml consistency check; fix these lines)",
+            [f"line {e.getLine()}: {_specific(e.getMessage())}" for e in severe])
+    for reaction in document.getModel().getListOfReactions():
+        for reference in list(reaction.getListOfReactants()) + list(reaction.getListOfProducts()):
+            value = reference.getStoichiometry()
+            if reference.isSetStoichiometry() and not math.isfinite(value):
+                raise InvalidSBMLError(
+                    f"the stoichiometry of species '{reference.getSpecies()}' in reaction "
+                    f"'{reaction.getId()}' is {value} (line {reference.getLine()}); "
+                    "give a finite whole number")
+
+
+def _specific(message: str) -> str:
+    """The line of a libsbml message about this document (after the rule and its
+    ``Reference:`` line), else the rule itself."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    about = [line for line in lines[1:] if not line.startswith("Reference:")]
+    return about[-1] if about else lines[0] if lines else "(no message)"
+
+
+def check_network(network: Network) -> None:
+    """Refuse ``network`` when a value it uses is NaN or infinite, or a volume is
+    negative."""
+    used = set()
+    for expression in _expressions(network):
+        used |= {symbol.name for symbol in expression.free_symbols}
+    for parameter in network.parameters:
+        if parameter.id in used and not math.isfinite(parameter.value):
+            raise InvalidSBMLError(
+                f"parameter '{parameter.id}' is {parameter.value}; every analysis needs a "
+                "finite value: fix it in the SBML")
+    for species in network.species:
+        if not math.isfinite(species.initial_count):
+            raise InvalidSBMLError(
+                f"species '{species.id}' starts at {species.initial_count} molecules; give "
+                "it a finite initial amount or concentration")
+    holding = {species.compartment for species in network.species}
+    for compartment in network.compartments:
+        size = compartment.size
+        if size is None or compartment.id not in holding | used:
+            continue
+        if not math.isfinite(size) or size < 0:
+            raise InvalidSBMLError(
+                f"compartment '{compartment.id}' has size {size}; give it a finite, "
+                "non-negative size (or override it: read_sbml(..., volumes={...}), "
+                "--volume ID=LITRES)")
+    for element_id, expression in _named_expressions(network):
+        if any(expression.has(constant) for constant in _NOT_FINITE):
+            raise InvalidSBMLError(
+                f"the math of '{element_id}' contains a NaN or infinite number "
+                f"({expression}); use finite values")
+
+
+def _named_expressions(network: Network):
+    """(element id, sympy expression) of every rate law, rule output and event."""
+    for reaction in network.reactions:
+        yield reaction.id, reaction.rate_law.propensity()
+    for output in network.outputs:
+        yield output.id, output.formula
+    for event in network.events:
+        yield event.id, event.trigger
+        for _, assignment in event.assignments:
+            yield event.id, assignment
+        for extra in (event.delay, event.priority):
+            if extra is not None:
+                yield event.id, extra
+
+
+def _expressions(network: Network):
+    return (expression for _, expression in _named_expressions(network)
+            if isinstance(expression, sympy.Basic))
