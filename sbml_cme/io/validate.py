@@ -1,15 +1,16 @@
 """Validation at the edge: refuse a document or network that no analysis can trust.
 
 :func:`read_text` reads a file as SBML text or raises :class:`InvalidSBMLError` (a missing
-file, a directory, no permission, bytes that are not text in the declared encoding).
+file, a directory, no permission, bytes that are not UTF-8).
 Two checks, both called from one place (``sbml_reader._read``):
 
 - :func:`check_document`, on the libsbml document before the import: libsbml's own
   consistency checks (errors, not warnings, with line numbers; unit checks off, since
   the importer does its own unit arithmetic) and stoichiometries that are not finite.
-- :func:`check_network`, on the imported network: parameters, initial counts and
-  compartment sizes that are NaN or infinite (wherever they came from: an attribute or an
-  initial assignment), negative volumes, and NaN or infinite constants in the math.
+- :func:`check_network`, on the imported network: parameters and compartment sizes that
+  are NaN or infinite (wherever they came from: an attribute or an initial assignment),
+  negative volumes, and NaN or infinite constants in the math. (Initial counts are
+  checked by ``Network`` itself.)
 
 Each refusal is an :class:`InvalidSBMLError` naming the element and saying what to fix.
 """
@@ -17,7 +18,6 @@ Each refusal is an :class:`InvalidSBMLError` naming the element and saying what 
 from __future__ import annotations
 
 import math
-import re
 
 import libsbml
 import sympy
@@ -37,8 +37,7 @@ _NOT_FINITE = (sympy.nan, sympy.oo, -sympy.oo, sympy.zoo)
 
 
 def read_text(path: str) -> str:
-    """The text of the SBML file ``path`` (UTF-8 unless its XML declaration names another
-    encoding)."""
+    """The text of the SBML file ``path`` (SBML files are UTF-8)."""
     try:
         with open(path, "rb") as handle:
             data = handle.read()
@@ -48,13 +47,11 @@ def read_text(path: str) -> str:
         raise InvalidSBMLError(f"'{path}' is a directory, not an SBML file") from None
     except OSError as error:
         raise InvalidSBMLError(f"cannot read SBML file '{path}': {error.strerror}") from None
-    declared = re.match(rb"\s*<\?xml[^>]*encoding=[\"']([A-Za-z0-9._-]+)[\"']", data)
-    encoding = declared.group(1).decode("ascii") if declared else "utf-8"
     try:
-        return data.decode(encoding)
-    except (LookupError, UnicodeDecodeError) as error:
-        raise InvalidSBMLError(f"'{path}' is not text in the {encoding} encoding its XML "
-                               f"declaration implies ({error}); save it as UTF-8") from None
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise InvalidSBMLError(f"'{path}' is not UTF-8 text, which SBML requires ({error}); "
+                               "save it as UTF-8") from None
 
 
 def check_document(document: libsbml.SBMLDocument, source: str) -> None:
@@ -109,11 +106,6 @@ def check_network(network: Network) -> None:
             raise InvalidSBMLError(
                 f"parameter '{parameter.id}' is {parameter.value}; every analysis needs a "
                 "finite value: fix it in the SBML")
-    for species in network.species:
-        if not math.isfinite(species.initial_count):
-            raise InvalidSBMLError(
-                f"species '{species.id}' starts at {species.initial_count} molecules; give "
-                "it a finite initial amount or concentration")
     holding = {species.compartment for species in network.species}
     for compartment in network.compartments:
         size = compartment.size
