@@ -44,7 +44,7 @@ import scipy.sparse
 import sympy
 from scipy.integrate import BDF, solve_ivp
 
-from ..errors import ConvergenceError, UnsupportedFeatureError
+from ..errors import AnalysisError, ConvergenceError, UnsupportedFeatureError
 from ..kinetics import (all_propensities, compile_expressions, compile_network,
                         refuse_randomness)
 from ..network import TIME, Network
@@ -762,6 +762,7 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
     started = wallclock.perf_counter()
     check_lna_support(network, steady_state=times is None)
     equations = RateEquations(network, stationary=times is None)
+    _check_initial_propensities(equations)
     if times is None:
         result_times = np.array([np.inf])
         means, covariances, info = _steady_state_lna(equations)
@@ -777,6 +778,19 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
                  "rhs_evaluations": equations.evaluations,
                  "wall_time": wallclock.perf_counter() - started})
     return LNAResult(network, result_times, means, covariances, run_info=info)
+
+
+def _check_initial_propensities(equations: RateEquations) -> None:
+    """A propensity that is negative or NaN at the initial state has no noise (and makes
+    the integration blow up slowly): refuse it by name."""
+    with np.errstate(all="ignore"):
+        rates = equations.compiled.propensities(equations.initial)
+    bad = np.nonzero(~(rates >= 0))[0]
+    if len(bad):
+        reaction = equations.network.reactions[bad[0]].id
+        raise AnalysisError(f"the propensity of reaction '{reaction}' is {rates[bad[0]]:.3g} "
+                            "at the initial state; a propensity must be a non-negative "
+                            "number (check the signs of the model's parameters)")
 
 
 def _steady_state_lna(equations: RateEquations):
@@ -892,8 +906,9 @@ def _count_scale(equations: RateEquations, times: np.ndarray) -> float:
             solution = solve_ivp(equations.rhs, (times[0], times[-1]), start, method="BDF",
                                  t_eval=times, jac=equations.integration_jacobian,
                                  rtol=1e-4, atol=1e-6 * max(largest, 1.0))
-        trajectory = np.array([equations.state(y) for y in solution.y.T])
-        largest = max(largest, float(np.nanmax(np.abs(trajectory), initial=0.0)))
+        if solution.success:  # a failed run may leave no array; the LNA run reports it
+            trajectory = np.array([equations.state(y) for y in solution.y.T])
+            largest = max(largest, float(np.nanmax(np.abs(trajectory), initial=0.0)))
     except (ValueError, ZeroDivisionError, OverflowError, np.linalg.LinAlgError):
         pass  # the LNA integration below reports the failure
     return max(largest, 1.0) if np.isfinite(largest) else 1.0

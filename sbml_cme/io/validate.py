@@ -6,10 +6,12 @@ Two checks, both called from one place (``sbml_reader._read``):
 
 - :func:`check_document`, on the libsbml document before the import: libsbml's own
   consistency checks (errors, not warnings, with line numbers; unit checks off, since
-  the importer does its own unit arithmetic) and stoichiometries that are not finite.
+  the importer does its own unit arithmetic), species references to ids that are not
+  species, and stoichiometries that are not finite.
 - :func:`check_network`, on the imported network: parameters and compartment sizes that
   are NaN or infinite (wherever they came from: an attribute or an initial assignment),
-  negative volumes, and NaN or infinite constants in the math. (Initial counts are
+  negative volumes, NaN or infinite constants in the math, and kinetic laws that read an
+  id that is not a species or parameter. (Initial counts are
   checked by ``Network`` itself.)
 
 Each refusal is an :class:`InvalidSBMLError` naming the element and saying what to fix.
@@ -23,7 +25,7 @@ import libsbml
 import sympy
 
 from ..errors import InvalidSBMLError
-from ..network import Network
+from ..network import TIME, Network
 
 #: libsbml consistency errors left to the importer: unit references it resolves or
 #: ignores itself (the SBML test suite has valid cases that libsbml flags, e.g. 00959);
@@ -77,8 +79,17 @@ def check_document(document: libsbml.SBMLDocument, source: str) -> None:
         raise InvalidSBMLError(
             f"'{source}' is not valid SBML (libsbml consistency check; fix these lines)",
             [f"line {e.getLine()}: {_specific(e.getMessage())}" for e in severe])
-    for reaction in document.getModel().getListOfReactions():
-        for reference in list(reaction.getListOfReactants()) + list(reaction.getListOfProducts()):
+    model = document.getModel()
+    species = {s.getId() for s in model.getListOfSpecies()}
+    for reaction in model.getListOfReactions():
+        for reference in (list(reaction.getListOfReactants()) + list(reaction.getListOfProducts())
+                          + list(reaction.getListOfModifiers())):
+            if reference.getSpecies() not in species:  # libsbml accepts any SId here
+                raise InvalidSBMLError(
+                    f"reaction '{reaction.getId()}' refers to '{reference.getSpecies()}' "
+                    f"(line {reference.getLine()}), which is not a species of the model")
+            if reference.getTypeCode() == libsbml.SBML_MODIFIER_SPECIES_REFERENCE:
+                continue
             value = reference.getStoichiometry()
             if reference.isSetStoichiometry() and not math.isfinite(value):
                 raise InvalidSBMLError(
@@ -116,6 +127,14 @@ def check_network(network: Network) -> None:
                 f"compartment '{compartment.id}' has size {size}; give it a finite, "
                 "non-negative size (or override it: read_sbml(..., volumes={...}), "
                 "--volume ID=LITRES)")
+    known = set(network.species_ids) | set(network.parameter_ids)
+    for reaction in network.reactions:
+        unknown = sorted(symbol.name for symbol in reaction.rate_law.propensity().free_symbols
+                         if symbol != TIME and symbol.name not in known)
+        if unknown:
+            raise InvalidSBMLError(
+                f"the kinetic law of '{reaction.id}' uses {', '.join(map(repr, unknown))}, "
+                "which is not a species, parameter or compartment of the model")
     for element_id, expression in _named_expressions(network):
         if any(expression.has(constant) for constant in _NOT_FINITE):
             raise InvalidSBMLError(
