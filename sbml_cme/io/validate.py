@@ -34,6 +34,11 @@ from ..network import TIME, Network
 #: (20610: the importer refuses the rule by name).
 _IGNORED_ERRORS = frozenset({10311, 10312, 10313, 20610, 21121})
 
+#: Largest stoichiometry accepted (counts are int64; larger jumps are input errors).
+MAX_STOICHIOMETRY = 1e9
+#: Magnitude bound of the numbers in kinetic laws (beyond it products overflow).
+MAX_NUMBER = 1e250
+
 #: Non-finite sympy constants.
 _NOT_FINITE = (sympy.nan, sympy.oo, -sympy.oo, sympy.zoo)
 
@@ -91,11 +96,48 @@ def check_document(document: libsbml.SBMLDocument, source: str) -> None:
             if reference.getTypeCode() == libsbml.SBML_MODIFIER_SPECIES_REFERENCE:
                 continue
             value = reference.getStoichiometry()
-            if reference.isSetStoichiometry() and not math.isfinite(value):
+            if reference.isSetStoichiometry() and not abs(value) <= MAX_STOICHIOMETRY:
                 raise InvalidSBMLError(
                     f"the stoichiometry of species '{reference.getSpecies()}' in reaction "
                     f"'{reaction.getId()}' is {value} (line {reference.getLine()}); "
-                    "give a finite whole number")
+                    f"give a whole number up to {MAX_STOICHIOMETRY:g}")
+        if reaction.isSetKineticLaw() and reaction.getKineticLaw().isSetMath():
+            _check_law(reaction, _model_ids(model))
+
+
+def _model_ids(model) -> set[str]:
+    """Ids a kinetic law may name (libsbml also accepts unit ids, which have no value)."""
+    ids = {e.getId() for kind in (model.getListOfSpecies(), model.getListOfCompartments(),
+                                  model.getListOfParameters(), model.getListOfReactions())
+           for e in kind}
+    for reaction in model.getListOfReactions():
+        for reference in list(reaction.getListOfReactants()) + list(reaction.getListOfProducts()):
+            if reference.isSetId():
+                ids.add(reference.getId())
+    return ids
+
+
+def _check_law(reaction, ids: set[str]) -> None:
+    """Names in the kinetic law of ``reaction`` exist and its numbers can be computed with."""
+    law = reaction.getKineticLaw()
+    local = {p.getId() for p in law.getListOfParameters()} | {
+        p.getId() for p in law.getListOfLocalParameters()}
+    stack = [law.getMath()]
+    while stack:
+        node = stack.pop()
+        stack.extend(node.getChild(i) for i in range(node.getNumChildren()))
+        if node.getType() == libsbml.AST_NAME and node.getName() not in ids | local:
+            raise InvalidSBMLError(
+                f"the kinetic law of '{reaction.getId()}' (line {law.getLine()}) uses "
+                f"'{node.getName()}', which is not a species, compartment, parameter or "
+                "reaction of the model")
+        if node.isNumber() and not node.isInteger() and node.getType() != libsbml.AST_RATIONAL:
+            value = abs(node.getValue())
+            if value > MAX_NUMBER or 0 < value < 1 / MAX_NUMBER:
+                raise InvalidSBMLError(
+                    f"the kinetic law of '{reaction.getId()}' (line {law.getLine()}) contains "
+                    f"the number {node.getValue():g}, beyond what double precision can "
+                    f"compute with (use numbers between {1 / MAX_NUMBER:g} and {MAX_NUMBER:g})")
 
 
 def _specific(message: str) -> str:
