@@ -12,7 +12,6 @@ has one row per model: ``model, status, element, reason, seconds`` with status `
 ``timeout``; a timeout is not marked finished (it may succeed with a larger limit).
 """
 
-from .files import write_csv, write_text
 from __future__ import annotations
 
 import base64
@@ -28,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import OptionsError, SbmlCmeError, UnsupportedFeatureError
+from .files import write_csv, write_text
 
 STATUS_COLUMNS = ["model", "status", "element", "reason", "seconds"]
 
