@@ -178,10 +178,11 @@ def check_network(network: Network) -> None:
                 f"the kinetic law of '{reaction.id}' uses {', '.join(map(repr, unknown))}, "
                 "which is not a species, parameter or compartment of the model")
     for element_id, expression in _named_expressions(network):
-        if any(expression.has(constant) for constant in _NOT_FINITE):
+        if any(expression.has(constant) for constant in _NOT_FINITE) or any(
+                not math.isfinite(float(number)) for number in expression.atoms(sympy.Float)):
             raise InvalidSBMLError(
-                f"the math of '{element_id}' contains a NaN or infinite number "
-                f"({expression}); use finite values")
+                f"the math of '{element_id}' contains a NaN or infinite number, or one "
+                f"beyond double precision ({str(expression)[:200]}); use finite values")
 
 
 def _named_expressions(network: Network):
