@@ -6,8 +6,8 @@ Two checks, both called from one place (``sbml_reader._read``):
 
 - :func:`check_document`, on the libsbml document before the import: libsbml's own
   consistency checks (errors, not warnings, with line numbers; unit checks off, since
-  the importer does its own unit arithmetic), species references to ids that are not
-  species, and stoichiometries that are not finite.
+  the importer does its own unit arithmetic), species in ids that are not compartments,
+  species references to ids that are not species, and stoichiometries that are not finite.
 - :func:`check_network`, on the imported network: parameters and compartment sizes that
   are NaN or infinite (wherever they came from: an attribute or an initial assignment),
   negative volumes, NaN or infinite constants in the math, and kinetic laws that read an
@@ -86,6 +86,12 @@ def check_document(document: libsbml.SBMLDocument, source: str) -> None:
             [f"line {e.getLine()}: {_specific(e.getMessage())}" for e in severe])
     model = document.getModel()
     species = {s.getId() for s in model.getListOfSpecies()}
+    compartments = {c.getId() for c in model.getListOfCompartments()}
+    for element in model.getListOfSpecies():
+        if element.getCompartment() not in compartments:  # libsbml accepts a unit id
+            raise InvalidSBMLError(
+                f"species '{element.getId()}' is in '{element.getCompartment()}' (line "
+                f"{element.getLine()}), which is not a compartment of the model")
     for reaction in model.getListOfReactions():
         for reference in (list(reaction.getListOfReactants()) + list(reaction.getListOfProducts())
                           + list(reaction.getListOfModifiers())):

@@ -17,6 +17,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
     ("huge_number_in_law", "number -1e+308"),
     ("law_reads_unit_id", "uses 'k1', which is not a species"),
     ("reference_to_model_id", "refers to 'S2'"),
+    ("species_in_unit_id", "is in 'compartment'.*which is not a compartment"),
     ("overflowing_power", "'reaction2' contains a NaN or infinite number, or one beyond"),
 ])
 def test_mutant_is_refused_at_import(name, text):
