@@ -213,7 +213,7 @@ class _Converter:
         if kind in _UNARY:
             return _UNARY[kind](number(children[0]))
         if kind in _RELATIONAL:
-            values = list(map(sub, children))
+            values = [_as_number(sub(child)) for child in children]  # L3V2: true is 1
             pairs = [_RELATIONAL[kind](a, b) for a, b in zip(values, values[1:])]
             return sympy.And(*pairs) if len(pairs) > 1 else pairs[0]
         if kind in _LOGICAL:

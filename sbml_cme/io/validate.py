@@ -87,7 +87,23 @@ def check_document(document: libsbml.SBMLDocument, source: str) -> None:
     model = document.getModel()
     species = {s.getId() for s in model.getListOfSpecies()}
     compartments = {c.getId() for c in model.getListOfCompartments()}
+    for definition in model.getListOfUnitDefinitions():
+        for unit in definition.getListOfUnits():
+            if not (math.isfinite(unit.getMultiplier()) and abs(unit.getScale()) <= 300
+                    and abs(unit.getExponentAsDouble()) <= 100):
+                raise InvalidSBMLError(
+                    f"unit definition '{definition.getId()}' (line {unit.getLine()}) has "
+                    f"multiplier {unit.getMultiplier()}, scale {unit.getScale()}, exponent "
+                    f"{unit.getExponentAsDouble()}: beyond double precision; fix the unit")
+    sizes = {c.getId(): c.getSize() for c in model.getListOfCompartments() if c.isSetSize()}
     for element in model.getListOfSpecies():
+        in_concentration = element.isSetInitialConcentration() or \
+            not element.getHasOnlySubstanceUnits()
+        if in_concentration and sizes.get(element.getCompartment()) == 0:
+            raise InvalidSBMLError(
+                f"species '{element.getId()}' is a concentration in compartment "
+                f"'{element.getCompartment()}' of size 0 (line {element.getLine()}); give "
+                "the compartment a positive size")
         if element.getCompartment() not in compartments:  # libsbml accepts a unit id
             raise InvalidSBMLError(
                 f"species '{element.getId()}' is in '{element.getCompartment()}' (line "

@@ -18,6 +18,8 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
     ("law_reads_unit_id", "uses 'k1', which is not a species"),
     ("reference_to_model_id", "refers to 'S2'"),
     ("species_in_unit_id", "is in 'compartment'.*which is not a compartment"),
+    ("huge_unit_scale", "unit definition 'volume'.*scale 2147483647"),
+    ("concentration_in_empty_compartment", "species 'X' is a concentration.*of size 0"),
     ("overflowing_power", "'reaction2' contains a NaN or infinite number, or one beyond"),
 ])
 def test_mutant_is_refused_at_import(name, text):
@@ -29,3 +31,8 @@ def test_negative_rate_constant_is_refused_by_the_lna_at_once():
     network = sbml_cme.read_sbml(DATA / "negative_death_rate.xml")
     with pytest.raises(sbml_cme.AnalysisError, match="'Death' is -.* at the initial state"):
         solve_lna(network, np.linspace(0, 1, 5))
+
+
+def test_a_relation_on_a_boolean_reads_it_as_a_number():
+    """L3V2: true is 1 in numeric context, so gt(true, x) is a valid comparison."""
+    sbml_cme.read_sbml(DATA / "relation_of_booleans.xml")
