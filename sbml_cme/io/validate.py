@@ -124,7 +124,15 @@ def check_document(document: libsbml.SBMLDocument, source: str) -> None:
                     f"'{reaction.getId()}' is {value} (line {reference.getLine()}); "
                     f"give a whole number up to {MAX_STOICHIOMETRY:g}")
         if reaction.isSetKineticLaw() and reaction.getKineticLaw().isSetMath():
-            _check_law(reaction, _model_ids(model))
+            read = _check_law(reaction, _model_ids(model))
+            for parameter in model.getListOfParameters():  # before the law is classified
+                if parameter.getId() in read and parameter.isSetValue() and not \
+                        math.isfinite(parameter.getValue()) and \
+                        model.getInitialAssignment(parameter.getId()) is None:
+                    raise InvalidSBMLError(
+                        f"parameter '{parameter.getId()}' is {parameter.getValue()} (line "
+                        f"{parameter.getLine()}); every analysis needs a finite value: fix "
+                        "it in the SBML")
 
 
 def _model_ids(model) -> set[str]:
@@ -139,15 +147,18 @@ def _model_ids(model) -> set[str]:
     return ids
 
 
-def _check_law(reaction, ids: set[str]) -> None:
-    """Names in the kinetic law of ``reaction`` exist and its numbers can be computed with."""
+def _check_law(reaction, ids: set[str]) -> set[str]:
+    """Names in the kinetic law of ``reaction`` exist and its numbers can be computed with;
+    returns the names it reads."""
     law = reaction.getKineticLaw()
     local = {p.getId() for p in law.getListOfParameters()} | {
         p.getId() for p in law.getListOfLocalParameters()}
-    stack = [law.getMath()]
+    stack, read = [law.getMath()], set()
     while stack:
         node = stack.pop()
         stack.extend(node.getChild(i) for i in range(node.getNumChildren()))
+        if node.getType() == libsbml.AST_NAME:
+            read.add(node.getName())
         if node.getType() == libsbml.AST_NAME and node.getName() not in ids | local:
             raise InvalidSBMLError(
                 f"the kinetic law of '{reaction.getId()}' (line {law.getLine()}) uses "
@@ -160,6 +171,7 @@ def _check_law(reaction, ids: set[str]) -> None:
                     f"the kinetic law of '{reaction.getId()}' (line {law.getLine()}) contains "
                     f"the number {node.getValue():g}, beyond what double precision can "
                     f"compute with (use numbers between {1 / MAX_NUMBER:g} and {MAX_NUMBER:g})")
+    return read
 
 
 def _specific(message: str) -> str:

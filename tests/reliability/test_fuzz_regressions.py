@@ -20,6 +20,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
     ("species_in_unit_id", "is in 'compartment'.*which is not a compartment"),
     ("huge_unit_scale", "unit definition 'volume'.*scale 2147483647"),
     ("concentration_in_empty_compartment", "species 'X' is a concentration.*of size 0"),
+    ("infinite_rate_constant", "parameter '.*' is -inf"),
     ("overflowing_power", "'reaction2' contains a NaN or infinite number, or one beyond"),
 ])
 def test_mutant_is_refused_at_import(name, text):
