@@ -9,7 +9,8 @@ __version__ = "0.1.0"
 
 from .errors import (AnalysisError, ConvergenceError, InvalidNetworkError, InvalidSBMLError,
                      NotComplexBalancedError, OptionsError, SBMLError, SbmlCmeError,
-                     StateSpaceTooLargeError, TruncationError, UnsupportedFeatureError)
+                     StateSpaceTooLargeError, TruncationError, UnsupportedFeatureError,
+                     WorkLimitError)
 from .io import read_annotations, read_sbml, read_sbml_string, write_annotated_sbml, write_sbml
 from .network import (Burst, Compartment, Event, Expression, MassAction, Network, Output,
                       Parameter, Reaction, Species)
@@ -29,7 +30,7 @@ __all__ = [
     "MassAction", "Expression", "Burst",
     "SbmlCmeError", "SBMLError", "InvalidSBMLError", "UnsupportedFeatureError",
     "InvalidNetworkError", "OptionsError", "AnalysisError", "StateSpaceTooLargeError",
-    "TruncationError", "ConvergenceError", "NotComplexBalancedError",
+    "TruncationError", "ConvergenceError", "NotComplexBalancedError", "WorkLimitError",
     "simulate_ssa", "solve_cme", "stationary_cme", "solve_lna", "simulate_cle",
     "simulate_deterministic", "analyze", "Report", "crosscheck", "tellurium_reference",
     "analyze_structure", "product_form_stationary", "StructureResult",

@@ -1,7 +1,8 @@
 """The ``sbml-cme`` command line: parse arguments, call the public API, write files.
 
-Exit codes: 0 success, 1 a failed check, 2 bad usage or options, 3 SBML rejected
-(InvalidSBMLError, UnsupportedFeatureError), 4 an analysis error.
+Exit codes: 0 success, 1 a failed check, 2 bad usage or options (or an output file that
+cannot be written), 3 SBML rejected (InvalidSBMLError, UnsupportedFeatureError; also a
+missing, unreadable or directory input), 4 an analysis error, 5 an internal error (a bug).
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ import numpy as np
 import pandas as pd
 
 from .analyses.cme import METHODS as CME_METHODS
+from .analyses.ssa import MAX_EVENTS as SSA_MAX_EVENTS
 from .errors import OptionsError, SbmlCmeError, exit_code_for
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_SBML, EXIT_ANALYSIS = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_SBML, EXIT_ANALYSIS, EXIT_INTERNAL = 0, 1, 2, 3, 4, 5
 
 #: Initial copy numbers above which `info` warns that exact simulation is impractical.
 LARGE_COUNT = 1e6
@@ -48,14 +50,20 @@ def _read_options(args) -> dict:
 
 
 def _times(args) -> np.ndarray:
-    if args.points < 2 or not args.t_end > 0:
-        raise OptionsError("--points must be at least 2 and --t-end positive")
-    return np.linspace(0.0, args.t_end, args.points)
+    from .reports.analyze import output_times
+
+    try:
+        return output_times(args.t_end, args.points)
+    except OptionsError:
+        raise OptionsError("--t-end must be >= 0 (0: the initial state alone) and --points "
+                           "at least 2 (1 only with --t-end 0)") from None
 
 
 def _write(frame: pd.DataFrame, path: str | None) -> None:
     if path:
-        frame.to_csv(path, index=False)
+        from .reports.files import write_csv
+
+        write_csv(frame, path)
         print(f"wrote {path}")
     else:
         print(frame.to_csv(index=False), end="")
@@ -107,7 +115,8 @@ def cmd_ssa(args) -> int:
     with dask_client(args.dask_scheduler) as client:
         result = simulate_ssa(network, _times(args), n_trajectories=args.trajectories,
                               seed=args.seed, method=args.method, n_jobs=args.jobs,
-                              progress=not args.no_progress, client=client)
+                              progress=not args.no_progress, client=client,
+                              max_events=args.max_events)
     _write(result.stats(units=args.units), args.out)
     print(f"{result.total_events} reaction events in {result.run_info['wall_time']:.2f} s "
           f"(method {result.run_info['algorithm']}; {result.run_info['method_reason']})",
@@ -221,7 +230,8 @@ def cmd_analyze(args) -> int:
                          **_read_options(args))
     paths = report.write(args.out)
     print(report.summary())
-    print(f"wrote {len(paths)} files to {args.out}")
+    html = next((path for path in paths if path.name == "report.html"), None)
+    print(f"wrote {len(paths)} files to {args.out}; open the report: {html}")
     return EXIT_CHECK_FAILED if report.crosscheck_passed() is False else EXIT_OK
 
 
@@ -243,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sbml-cme", description="Exact stochastic analyses of SBML models.",
         epilog="Exit codes: 0 ok, 1 failed check, 2 bad options, 3 SBML rejected, "
-               "4 analysis error.")
+               "4 analysis error, 5 internal error (a bug).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -280,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     ensemble(ssa)
     ssa.add_argument("--method", default="auto", choices=["auto", "direct", "tree"],
                      help="auto (default): the faster exact method for the model")
+    ssa.add_argument("--max-events", type=float, default=SSA_MAX_EVENTS,
+                     help="refuse a run expected to fire more reaction events than this "
+                          f"(default {SSA_MAX_EVENTS:.0e}); raise it to run anyway")
     ssa.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
     ssa.add_argument("--dask-scheduler", metavar="ADDRESS",
                      help="run the ensemble on this Dask cluster (tcp://host:port)")
@@ -376,6 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug: one line and its own code, not Python's 1
+        if args.debug:
+            raise
+        print(f"internal error: {type(error).__name__}: {error} (a bug in sbml_cme; rerun "
+              "with --debug and report the traceback)", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,7 +67,9 @@ def tellurium_reference(path: str | os.PathLike, times, *, columns=None,
     selections = ["time"] + [i if declared.get(i, True) else f"[{i}]" for i in ids]
     runner.timeCourseSelections = selections
     try:
-        result = runner.simulate(times=list(times)) if len(times) > 1 else None
+        # One output time: the initial state (roadrunner cannot simulate zero steps).
+        result = runner.simulate(times=list(times)) if len(times) > 1 else [
+            list(runner.getSelectedValues())]
     except Exception as error:
         raise AnalysisError(f"libroadrunner failed on '{path}': {error}") from None
     frame = pd.DataFrame(np.asarray(result), columns=["time"] + list(ids))

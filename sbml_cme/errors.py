@@ -10,6 +10,7 @@
     ├── OptionsError(ValueError)
     └── AnalysisError
         ├── StateSpaceTooLargeError
+        ├── WorkLimitError            the estimated work exceeds the limit (says the option)
         ├── TruncationError
         ├── ConvergenceError
         └── NotComplexBalancedError   no product-form stationary law
@@ -87,6 +88,11 @@ class AnalysisError(SbmlCmeError):
 
 class StateSpaceTooLargeError(AnalysisError):
     """The state space would not fit in memory."""
+
+
+class WorkLimitError(AnalysisError):
+    """The estimated work (reaction events, integration steps, memory) exceeds the limit;
+    the message gives the estimate and the option that raises the limit."""
 
 
 class TruncationError(AnalysisError):

@@ -2,7 +2,9 @@
 
 Schemas (all snake_case, long format unless stated):
 
-- moments: ``time, species, mean, variance`` (molecule counts; rule outputs included)
+- moments: ``time, species, mean, variance`` (molecule counts; rule outputs included,
+  except parameter outputs that are fixed functions of time and parameters: they are not
+  random variables; see :func:`random_columns`)
 - trajectories (``to_frame``): ``trajectory, time, species, value``
 - stats (wide, like SBML test-suite results): ``time, X-mean, X-sd, ...``
 - deterministic ``to_wide``: ``time, X, ...`` in the requested units
@@ -23,6 +25,23 @@ STAT_UNITS = ("count", "model", "amount", "concentration")
 
 def _columns(network: Network) -> list[str]:
     return list(network.species_ids) + [o.id for o in network.outputs]
+
+
+def random_columns(network: Network) -> list[str]:
+    """The columns (species, then rule outputs) that are random variables: every species,
+    and each output unless it is a parameter output whose formula reads no species in a
+    network without events (a fixed function of time and parameters, variance exactly 0)."""
+    species = set(network.species_ids)
+    return list(network.species_ids) + [
+        o.id for o in network.outputs
+        if o.kind != "parameter" or network.events
+        or {symbol.name for symbol in o.formula.free_symbols} & species]
+
+
+def _random_rows(frame: pd.DataFrame, network: Network) -> pd.DataFrame:
+    """``frame`` (with a ``species`` column) without the non-random outputs."""
+    keep = frame["species"].isin(random_columns(network))
+    return frame if keep.all() else frame[keep].reset_index(drop=True)
 
 
 def _scales(network: Network, units: str) -> np.ndarray:
@@ -140,7 +159,9 @@ class DeterministicResult(Displayed):
         (``model``, ``amount``, ``concentration`` or ``count``)."""
         values = self.counts / _live_scales(self.network, units, self.counts)
         frame = pd.DataFrame(values, columns=_columns(self.network))
-        frame.insert(0, "time", self.times)
+        # A model variable may be called "time" (SBML ids are not reserved): the first
+        # column is the simulated time, like the SBML test-suite results.
+        frame.insert(0, "time", self.times, allow_duplicates=True)
         return frame
 
     def _summary(self):
@@ -189,10 +210,10 @@ class EnsembleResult(Displayed):
         """``time, species, mean, variance`` in molecule counts."""
         mean, variance = self._mean_variance()
         columns = _columns(self.network)
-        return pd.DataFrame({
+        return _random_rows(pd.DataFrame({
             "time": np.repeat(self.times, len(columns)),
             "species": np.tile(columns, len(self.times)),
-            "mean": mean.ravel(), "variance": variance.ravel()})
+            "mean": mean.ravel(), "variance": variance.ravel()}), self.network)
 
     def stats(self, units: str = "count") -> pd.DataFrame:
         """Wide ``time, X-mean, X-sd`` like SBML test-suite results.
@@ -288,6 +309,9 @@ class CMEResult(Displayed):
     def moments(self) -> pd.DataFrame:
         """``time, species, mean, variance`` (counts; the FSP law renormalised to 1), with
         assignment-rule outputs as extra ``species`` like the SSA's moments."""
+        return _random_rows(self._every_moment(), self.network)
+
+    def _every_moment(self) -> pd.DataFrame:
         rows = []
         ids = self._column_ids()
         for k, t in enumerate(self.times):
@@ -338,7 +362,7 @@ class CMEResult(Displayed):
 
     def stats(self) -> pd.DataFrame:
         """Wide ``time, X-mean, X-sd`` in molecule counts (like the SSA's ``stats()``)."""
-        moments = self.moments
+        moments = self._every_moment()
         frame = {"time": self.times}
         for s in self._column_ids():
             rows = moments[moments.species == s]
@@ -393,10 +417,10 @@ class LNAResult(Displayed):
     def moments(self) -> pd.DataFrame:
         """``time, species, mean, variance`` in molecule counts."""
         columns = _columns(self.network)
-        return pd.DataFrame({
+        return _random_rows(pd.DataFrame({
             "time": np.repeat(self.times, len(columns)),
             "species": np.tile(columns, len(self.times)),
-            "mean": self.means.ravel(), "variance": self.variances.ravel()})
+            "mean": self.means.ravel(), "variance": self.variances.ravel()}), self.network)
 
     def _pairs(self, values: np.ndarray, name: str) -> pd.DataFrame:
         columns = np.array(_columns(self.network), dtype=object)

@@ -894,7 +894,7 @@ def _key_layout(network, bounds, conservation, x0):
     if estimate >= 2.0**62:
         return key_species, None, estimate
     widths = ranges[key_species].astype(np.int64) + 1
-    radix = np.cumprod(np.concatenate([[1], widths[:-1]])).astype(np.int64)
+    radix = np.cumprod(np.concatenate([[1], widths]))[:-1].astype(np.int64)  # () if no key
     return key_species, radix, int(estimate)
 
 

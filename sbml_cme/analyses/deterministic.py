@@ -29,10 +29,15 @@ METHODS = {"LSODA": "LSODA", "BDF": "BDF", "Radau": "Radau"}
 #: Cap on every species' absolute tolerance, in molecules.
 ATOL_MOLECULES = 1e-6
 
+#: Default budget of right-hand-side evaluations per run (a few seconds to a minute of
+#: work; ordinary models need a few thousand).
+MAX_EVALUATIONS = 10**6
+
 
 def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
                            rtol: float = 1e-9, atol: float = 1e-12,
-                           outputs=None) -> DeterministicResult:
+                           outputs=None,
+                           max_evaluations: int = MAX_EVALUATIONS) -> DeterministicResult:
     """Integrate the rate equations (deterministic limit of the propensities).
 
     Parameters
@@ -51,6 +56,10 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
         Parameters, compartments or rule targets to report beside the species
         (``network.with_outputs(outputs)``).
         An event-assigned parameter changes at its events.
+    max_evaluations : int
+        Budget of right-hand-side evaluations: a stiff blow-up or a horizon far beyond
+        the model's time scales stops with :class:`ConvergenceError` instead of running
+        without limit. A right-hand side that is NaN or infinite stops at once.
 
     Returns
     -------
@@ -62,9 +71,15 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
     if method not in METHODS:
         raise OptionsError(f"method must be one of {sorted(METHODS)}, got {method!r}")
     refuse_randomness(network, "simulate_deterministic", clocks=False)
+    if not max_evaluations >= 1:
+        raise OptionsError(f"max_evaluations must be a positive number, got {max_evaluations!r}")
     started = wallclock.perf_counter()
     integrator = _EventIntegrator(network, METHODS[method], rtol, atol)
-    states = integrator.run(times)
+    integrator.evaluations_left = max_evaluations
+    try:
+        states = integrator.run(times)
+    except _Stop as stop:
+        raise ConvergenceError(str(stop)) from None
     return DeterministicResult(network, times, states, run_info={
         "method": method, "rtol": rtol, "atol": atol,
         "wall_time": wallclock.perf_counter() - started,
@@ -86,6 +101,10 @@ class _Pending:
     order: int
     event: int
     values: np.ndarray | None
+
+
+class _Stop(Exception):
+    """Raised inside the right-hand side to leave the scipy solver (budget, NaN)."""
 
 
 class _EventIntegrator:
@@ -122,6 +141,7 @@ class _EventIntegrator:
             network, [f for _, f in e.execution_scales], e.id) for e in self.events]
         self.pending: list[tuple] = []
         self.counter = 0
+        self.evaluations_left = MAX_EVALUATIONS
         self.rates = np.empty(len(network.reactions))
         self.dxdt = np.empty(len(network.species))
         self._compile_rate_rules()
@@ -168,12 +188,26 @@ class _EventIntegrator:
 
     # -- right-hand side ------------------------------------------------------------
     def rhs(self, t, y):
+        self.evaluations_left -= 1
+        if self.evaluations_left < 0:
+            raise _Stop(f"the integration used up its budget of right-hand-side evaluations "
+                        f"at t={t:g} (a stiff blow-up, or a horizon far beyond the model's "
+                        "time scales); shorten the horizon or raise max_evaluations=")
         x = self.load(y)
         net_rates(self.compiled.data, x, self.parameters, t,
                   len(self.scale), self.rates, self.dxdt)
+        if not np.all(np.isfinite(self.dxdt)):
+            rates = dict(zip(self.network.reaction_ids, self.rates))
+            bad = [rid for rid, rate in rates.items() if not np.isfinite(rate)]
+            raise _Stop(f"the rate equations are not finite at t={t:g} (reaction(s) "
+                        f"{', '.join(bad[:5]) or 'none'}; a value overflowed or is NaN); "
+                        "check the model's parameters and initial values")
         if not len(self.rule_programs.bounds):
             return self.dxdt / self.scale
         values = self.rule_programs.evaluate_all(x, self.parameters, t)
+        if not np.all(np.isfinite(values)):
+            raise _Stop(f"a rate rule is not finite at t={t:g}; check the model's "
+                        "parameters and initial values")
         self.dxdt[self.species_rule_targets] += values[self.species_rules]
         return np.concatenate([self.dxdt / self.scale, values[self.parameter_rules]])
 

@@ -44,7 +44,7 @@ import scipy.sparse
 import sympy
 from scipy.integrate import BDF, solve_ivp
 
-from ..errors import ConvergenceError, UnsupportedFeatureError
+from ..errors import AnalysisError, ConvergenceError, UnsupportedFeatureError
 from ..kinetics import (all_propensities, compile_expressions, compile_network,
                         refuse_continuous, refuse_randomness)
 from ..network import TIME, Network
@@ -56,6 +56,8 @@ STEADY_STATE_RTOL = 1e-8
 #: Checkpoints of the approach to the steady state: t_k = HORIZON_START * 10**k / rho.
 HORIZON_START = 10.0
 HORIZON_DECADES = 12
+#: Rate evaluations one time-dependent integration may spend (a blow-up stops here).
+INTEGRATION_BUDGET = 20_000
 #: Right-hand-side evaluations the approach may spend before giving up (oscillators).
 APPROACH_BUDGET = 6_000
 #: The Newton-polished point must lie this close (relative) to the trajectory's end.
@@ -768,6 +770,7 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
     started = wallclock.perf_counter()
     check_lna_support(network, steady_state=times is None)
     equations = RateEquations(network, stationary=times is None)
+    _check_initial_propensities(equations)
     if times is None:
         result_times = np.array([np.inf])
         means, covariances, info = _steady_state_lna(equations)
@@ -783,6 +786,19 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
                  "rhs_evaluations": equations.evaluations,
                  "wall_time": wallclock.perf_counter() - started})
     return LNAResult(network, result_times, means, covariances, run_info=info)
+
+
+def _check_initial_propensities(equations: RateEquations) -> None:
+    """A propensity that is negative or NaN at the initial state has no noise (and makes
+    the integration blow up slowly): refuse it by name."""
+    with np.errstate(all="ignore"):
+        rates = equations.compiled.propensities(equations.initial)
+    bad = np.nonzero(~(rates >= 0))[0]
+    if len(bad):
+        reaction = equations.network.reactions[bad[0]].id
+        raise AnalysisError(f"the propensity of reaction '{reaction}' is {rates[bad[0]]:.3g} "
+                            "at the initial state; a propensity must be a non-negative "
+                            "number (check the signs of the model's parameters)")
 
 
 def _steady_state_lna(equations: RateEquations):
@@ -849,7 +865,10 @@ def _time_dependent(equations: RateEquations, times: np.ndarray, rtol: float, at
     start = equations.initial[equations.reduction.independent].astype(float)
     scale = _count_scale(equations, times) if size and len(times) > 1 else 1.0
 
+    budget = equations.evaluations + INTEGRATION_BUDGET
+
     def rhs(t, y):
+        _check_progress(equations, budget, t, y)
         reduced = y[:size]
         covariance = y[size:].reshape(size, size)
         jacobian = scipy.sparse.csr_matrix(equations.jacobian(t, reduced))
@@ -887,20 +906,38 @@ def _time_dependent(equations: RateEquations, times: np.ndarray, rtol: float, at
     return means, covariances
 
 
+def _check_progress(equations: RateEquations, budget: int, t: float, y: np.ndarray) -> None:
+    """Stop a blow-up (non-finite state, or more than the budget of rate evaluations)
+    with a RuntimeError, which the callers turn into ConvergenceError."""
+    if not np.all(np.isfinite(y)):
+        raise RuntimeError(f"the state is not finite at t={t:.3g} (a blow-up)")
+    if equations.evaluations > budget:
+        raise RuntimeError(f"more than {INTEGRATION_BUDGET} rate evaluations by t={t:.3g} "
+                           "(a stiff blow-up, or a horizon far beyond the model's time scales)")
+
+
 def _count_scale(equations: RateEquations, times: np.ndarray) -> float:
     """The largest count along the rate equations at ``times`` (n_times,) (a quick BDF
     run with the exact Jacobian), floor one molecule: the unit of the time-dependent
     LNA's absolute tolerance, so that it means the same for counts of 10 and of 10^15."""
     start = equations.initial[equations.reduction.independent].astype(float)
     largest = float(np.abs(equations.initial).max(initial=0.0))
+    budget = equations.evaluations + INTEGRATION_BUDGET
+
+    def rhs(t, y):
+        _check_progress(equations, budget, t, y)
+        return equations.rhs(t, y)
+
     try:
         with np.errstate(all="ignore"):
-            solution = solve_ivp(equations.rhs, (times[0], times[-1]), start, method="BDF",
+            solution = solve_ivp(rhs, (times[0], times[-1]), start, method="BDF",
                                  t_eval=times, jac=equations.integration_jacobian,
                                  rtol=1e-4, atol=1e-6 * max(largest, 1.0))
-        trajectory = np.array([equations.state(y) for y in solution.y.T])
-        largest = max(largest, float(np.nanmax(np.abs(trajectory), initial=0.0)))
-    except (ValueError, ZeroDivisionError, OverflowError, np.linalg.LinAlgError):
+        if solution.success:  # a failed run may leave no array; the LNA run reports it
+            trajectory = np.array([equations.state(y) for y in solution.y.T])
+            largest = max(largest, float(np.nanmax(np.abs(trajectory), initial=0.0)))
+    except (ValueError, ZeroDivisionError, OverflowError, RuntimeError,
+            np.linalg.LinAlgError):
         pass  # the LNA integration below reports the failure
     return max(largest, 1.0) if np.isfinite(largest) else 1.0
 

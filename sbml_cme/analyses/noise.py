@@ -21,7 +21,7 @@ import pandas as pd
 from ..distributions import RandomDraw
 from ..errors import OptionsError, UnsupportedFeatureError
 from ..network import Network
-from ..results import CMEResult, EnsembleResult, LNAResult
+from ..results import CMEResult, EnsembleResult, LNAResult, random_columns
 from .ensemble import map_blocks
 
 SUMMARY_COLUMNS = ["method", "time", "species", "mean", "variance", "sd", "fano", "cv2"]
@@ -102,9 +102,14 @@ def noise_summary(result) -> NoiseSummary:
     Returns
     -------
     NoiseSummary
-        ``species`` and ``pairs`` frames with the same schema for every method.
+        ``species`` and ``pairs`` frames with the same schema for every method (rule
+        outputs that are not random variables left out: see ``results.random_columns``).
     """
     method, times, ids, means, covariances = moment_matrices(result)
+    random = set(random_columns(result.network))
+    keep = [k for k, column in enumerate(ids) if column in random]
+    ids, means = [ids[k] for k in keep], means[:, keep]
+    covariances = covariances[:, keep][:, :, keep]
     variances = np.clip(np.diagonal(covariances, axis1=1, axis2=2), 0.0, None)
     n_times, n_columns = means.shape
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -28,7 +28,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
+from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError, WorkLimitError
 from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
                         compile_network, refuse_continuous, run_program)
 from ..network import Network
@@ -54,6 +54,11 @@ _OK, _NEGATIVE_PROPENSITY, _NEGATIVE_COUNT, _EVENT_LOOP, _QUEUE_FULL, _BAD_ASSIG
 _BAD_DRAW = 16  # a distrib draw got invalid parameters or impossible truncation bounds
 _PENDING_CAPACITY = 256
 _BLOCK = 64  # trajectories per parallel block (progress and scale-out granularity)
+
+#: Default work limit of one ensemble, in expected reaction events (a few minutes on one core).
+MAX_EVENTS = 1e9
+#: Right-hand-side evaluations the rate equations may take to estimate the work.
+_ESTIMATE_EVALUATIONS = 20_000
 
 
 # -- random numbers: xoshiro256+ (sbml_cme.analyses.draws) --------------------------------
@@ -646,7 +651,8 @@ def choose_method(compiled: CompiledNetwork) -> tuple[str, str]:
 
 def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: int | None = None,
                  method: str = "auto", n_jobs: int | None = None,
-                 progress: bool = False, client=None, outputs=None) -> EnsembleResult:
+                 progress: bool = False, client=None, outputs=None,
+                 max_events: float = MAX_EVENTS) -> EnsembleResult:
     """Exact stochastic simulation of an ensemble of trajectories.
 
     Parameters
@@ -676,6 +682,10 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         Parameters, compartments or rule targets to report beside the species
         (``network.with_outputs(outputs)``).
         An event-assigned parameter changes along each trajectory.
+    max_events : float
+        Work limit: when :func:`expected_events` times ``n_trajectories`` exceeds it, the
+        run is refused with :class:`WorkLimitError` before any simulation (raise it to
+        take the run on knowingly). The output array must also fit in memory.
 
     Returns
     -------
@@ -695,6 +705,7 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     compiled = compile_network(network, random_draws=True)
     method, reason = choose_method(compiled) if method == "auto" else (method, "requested")
     x0 = whole_initial_counts(network)
+    check_ensemble_work(network, times, int(n_trajectories), max_events)
     started = wallclock.perf_counter()
     streams = trajectory_streams(seed, int(n_trajectories))
     n_columns = len(network.species) + len(network.outputs)
@@ -729,6 +740,75 @@ def _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, cli
                            "method='hybrid') runs locally only; drop client=")
     return simulate_hybrid(network, times, n_trajectories=n_trajectories, seed=seed,
                            n_jobs=n_jobs, progress=progress)
+
+
+def expected_events(network: Network, times, deterministic=None) -> float:
+    """Expected reaction events of one SSA trajectory over ``times`` (n_times,): the total
+    propensity integrated along the rate equations, and never less than the initial
+    total propensity times the time span (a model that starts quiet can fire millions of
+    events once its species build up).
+
+    ``deterministic`` is a :class:`DeterministicResult` at ``times`` when the caller has
+    one; otherwise the rate equations are solved here on a small evaluation budget (the
+    initial-rate estimate stands when they cannot be). Returns ``inf`` when the
+    propensities are not finite.
+    """
+    from .deterministic import simulate_deterministic
+
+    times = np.asarray(times, dtype=float)
+    compiled = compile_network(network, random_draws=True)
+    span = float(times[-1] - times[0])
+    with np.errstate(all="ignore"):
+        estimate = float(np.sum(compiled.propensities(network.initial_counts, float(times[0]))))
+        estimate *= span
+    if not np.isfinite(estimate):
+        return math.inf
+    if deterministic is None and len(times) > 1 and span > 0:
+        try:
+            deterministic = simulate_deterministic(network, times,
+                                                   max_evaluations=_ESTIMATE_EVALUATIONS)
+        except (AnalysisError, UnsupportedFeatureError):
+            deterministic = None
+    if deterministic is not None and len(times) > 1:
+        n_species = len(network.species)
+        with np.errstate(all="ignore"):
+            along = [np.sum(compiled.propensities(counts[:n_species], float(t)))
+                     for t, counts in zip(times, deterministic.counts)]
+            estimate = max(estimate, float(np.trapezoid(along, times)))
+    return estimate if np.isfinite(estimate) else math.inf
+
+
+def check_ensemble_work(network: Network, times: np.ndarray, n_trajectories: int,
+                        max_events: float) -> None:
+    """Refuse an SSA ensemble whose expected events exceed ``max_events`` or whose
+    output array (trajectories x points x columns) would not fit in memory."""
+    if not max_events > 0:
+        raise OptionsError(f"max_events must be positive, got {max_events!r}")
+    n_columns = len(network.species) + len(network.outputs)
+    needed = 8.0 * n_trajectories * len(times) * n_columns
+    if needed > memory_limit():
+        raise WorkLimitError(
+            f"the SSA output would take {needed / 2**30:.3g} GiB ({n_trajectories} "
+            f"trajectories x {len(times)} points x {n_columns} columns x 8 bytes), more "
+            f"than the {memory_limit() / 2**30:.3g} GiB allowed; use fewer trajectories or "
+            "output points")
+    per_trajectory = expected_events(network, times)
+    total = per_trajectory * n_trajectories
+    if total > max_events:
+        raise WorkLimitError(
+            f"the SSA would fire about {total:.3g} reaction events ({per_trajectory:.3g} per "
+            f"trajectory x {n_trajectories} trajectories: the total propensity integrated "
+            f"along the rate equations), more than max_events={max_events:.3g}. Shorten "
+            "the horizon, use fewer trajectories or the LNA/CLE for large copy numbers, "
+            "or raise the limit (max_events=, --max-events) to run it anyway.")
+
+
+def memory_limit() -> float:
+    """Bytes one result array may take: half the machine's physical memory."""
+    try:
+        return 0.5 * os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 2.0 * 2**30
 
 
 def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, streams):

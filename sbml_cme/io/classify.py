@@ -303,6 +303,8 @@ def _snap_round_floats(expression: sympy.Expr) -> sympy.Expr:
     factors that cancel (F * V / (F * V)) show as 1, not 1.0000000000000002."""
     snapped = {}
     for value in expression.atoms(sympy.Float):
+        if not np.isfinite(float(value)):
+            continue  # an overflowed constant: io/validate.py refuses it by name
         nearest = round(float(value))
         if nearest != 0 and abs(float(value) - nearest) <= 4e-16 * abs(nearest):
             snapped[value] = sympy.Integer(nearest)

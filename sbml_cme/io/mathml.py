@@ -17,7 +17,7 @@ import libsbml
 import sympy
 
 from ..distributions import make_draw
-from ..errors import UnsupportedFeatureError
+from ..errors import InvalidSBMLError, UnsupportedFeatureError
 from ..network import TIME
 
 #: Value of the ``avogadro`` csymbol fixed by the SBML Level 3 specifications.
@@ -189,6 +189,7 @@ class _Converter:
                 raise self.unsupported("a rateOf csymbol whose argument is not an identifier")
             return RATE_OF(sympy.Symbol(children[0].getName()))
         number = lambda node: _as_number(sub(node))  # noqa: E731
+        _check_arity(kind, len(children), ast, self.element_id)
         if kind == libsbml.AST_PLUS:
             return sympy.Add(*map(number, children)) if children else sympy.Integer(0)
         if kind == libsbml.AST_TIMES:
@@ -212,7 +213,7 @@ class _Converter:
         if kind in _UNARY:
             return _UNARY[kind](number(children[0]))
         if kind in _RELATIONAL:
-            values = list(map(sub, children))
+            values = [_as_number(sub(child)) for child in children]  # L3V2: true is 1
             pairs = [_RELATIONAL[kind](a, b) for a, b in zip(values, values[1:])]
             return sympy.And(*pairs) if len(pairs) > 1 else pairs[0]
         if kind in _LOGICAL:
@@ -253,6 +254,26 @@ class _Converter:
             raise self.unsupported(f"a call to '{name}' with {len(arguments)} arguments "
                                    f"(it takes {len(parameters)})")
         return self.convert(body, dict(zip(parameters, arguments)))
+
+
+#: Numbers of arguments each fixed-arity MathML operator takes.
+_ARITY = {
+    libsbml.AST_MINUS: (1, 2), libsbml.AST_DIVIDE: (2,), libsbml.AST_POWER: (2,),
+    libsbml.AST_FUNCTION_POWER: (2,), libsbml.AST_FUNCTION_ROOT: (1, 2),
+    libsbml.AST_FUNCTION_LOG: (1, 2), libsbml.AST_LOGICAL_NOT: (1,),
+    **{kind: (1,) for kind in _UNARY},
+    **{getattr(libsbml, name): (2,) for name in ("AST_FUNCTION_QUOTIENT", "AST_FUNCTION_REM")
+       if hasattr(libsbml, name)},
+}
+
+
+def _check_arity(kind: int, n_arguments: int, ast, element_id: str) -> None:
+    """Malformed math (``<divide/>`` with one argument, ...) is an InvalidSBMLError."""
+    allowed = _ARITY.get(kind)
+    if kind in _RELATIONAL and n_arguments < 2 or allowed and n_arguments not in allowed:
+        expected = "at least 2" if allowed is None else " or ".join(map(str, allowed))
+        raise InvalidSBMLError(f"the math of '{element_id}' applies '{ast.getName() or kind}' "
+                               f"to {n_arguments} argument(s), where it takes {expected}")
 
 
 def _as_number(value):

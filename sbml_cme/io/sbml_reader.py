@@ -32,6 +32,7 @@ from .classify import LawContext, classify, sign_split_note
 from .document import (changing_symbols, event_targets, flatten_comp, package_notes,
                        severe_errors, solve_algebraic_rules)
 from .mathml import DELAY, RATE_OF, FunctionDefinitions, to_sympy
+from .validate import check_document, check_network, read_text
 
 #: Molecules per unit for the ``substance_unit`` option.
 SUBSTANCE_UNITS = {
@@ -95,15 +96,8 @@ def read_sbml(path: str | os.PathLike, **options) -> Network:
         A construct with no exact stochastic meaning; names the element.
     """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise InvalidSBMLError(f"SBML file '{path}' does not exist")
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        text = handle.read()
-    document = libsbml.readSBMLFromString(text)
-    checked = _options(options)
-    return _Importer(document, checked, source=path, text=text,
-                     base_dir=os.path.dirname(os.path.abspath(path))).network().with_outputs(
-        checked.outputs)
+    return _read(read_text(path), path, options,
+                 base_dir=os.path.dirname(os.path.abspath(path)))
 
 
 def read_sbml_string(text: str, *, base_dir: str | os.PathLike | None = None,
@@ -113,11 +107,18 @@ def read_sbml_string(text: str, *, base_dir: str | os.PathLike | None = None,
     ``base_dir`` is where the external model definitions of a ``comp`` model are found
     (default: the current directory; :func:`read_sbml` uses the file's directory).
     """
+    return _read(text, "<string>", options, base_dir=os.path.abspath(base_dir or os.curdir))
+
+
+def _read(text: str, source: str, options: dict, base_dir: str) -> Network:
+    """The one path from SBML text to a validated network (see ``io/validate.py``)."""
+    read_options = _options(options)
     document = libsbml.readSBMLFromString(text)
-    checked = _options(options)
-    return _Importer(document, checked, source="<string>", text=text,
-                     base_dir=os.path.abspath(base_dir or os.curdir)).network().with_outputs(
-        checked.outputs)
+    check_document(document, source)
+    network = _Importer(document, read_options, source=source, text=text,
+                        base_dir=base_dir).network()
+    check_network(network)
+    return network.with_outputs(read_options.outputs)
 
 
 def _options(options: dict) -> ReadOptions:

@@ -31,13 +31,13 @@ from ..analyses.cle import default_step, simulate_cle
 from ..analyses.cme import solve_cme, stationary_cme
 from ..analyses.deterministic import simulate_deterministic
 from ..analyses.noise import PAIR_COLUMNS, SUMMARY_COLUMNS, noise_summary
-from ..analyses.ssa import simulate_ssa
+from ..analyses.ssa import expected_events, simulate_ssa
 from ..analyses.structure import analyze_structure, product_form_stationary
 from ..crosscheck import compare_frames, tellurium_reference
 from ..errors import OptionsError, SbmlCmeError, StateSpaceTooLargeError, UnsupportedFeatureError
 from ..io import read_sbml
-from ..kinetics import compile_network
 from ..network import MassAction, Network
+from .files import atomic_path, write_csv, write_text
 
 #: Reaction events the SSA may spend on one report (keeps analyze interactive).
 SSA_EVENT_BUDGET = 5e7
@@ -91,24 +91,25 @@ class Report:
         paths = []
         parquet = _has_pyarrow()
         for name, table in self.tables.items():
-            paths.append(directory / f"{name}.csv")
-            table.to_csv(paths[-1], index=False)
+            paths.append(write_csv(table, directory / f"{name}.csv"))
             if parquet:
                 paths.append(directory / f"{name}.parquet")
-                _to_parquet(table, paths[-1])
-        info = pd.DataFrame(sorted((k, str(v)) for k, v in self.run_info.items()),
+                with atomic_path(paths[-1]) as temporary:
+                    _to_parquet(table, temporary)
+        info = pd.DataFrame(sorted((k, _plain(v)) for k, v in self.run_info.items()),
                             columns=["name", "value"])
-        info.to_csv(directory / "run_info.csv", index=False)
-        paths.append(directory / "run_info.csv")
+        paths.append(write_csv(info, directory / "run_info.csv"))
         figures = self.figures()
         for name, figure in figures.items():
             paths.append(directory / f"{name}.png")
-            figure.savefig(paths[-1], dpi=110)
-        paths.append(directory / "report.html")
-        paths[-1].write_text(self.to_html(figures), encoding="utf-8")
+            with atomic_path(paths[-1]) as temporary:
+                figure.savefig(temporary, dpi=110)
+        paths.append(write_text(directory / "report.html", self.to_html(figures)))
         _close(figures)
         if self.network.source_sbml:
-            paths.append(write_annotated_sbml(self.network, self, directory / "annotated.xml"))
+            paths.append(directory / "annotated.xml")
+            with atomic_path(paths[-1]) as temporary:
+                write_annotated_sbml(self.network, self, temporary)
         return paths
 
     def figures(self) -> dict:
@@ -221,9 +222,7 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
     wanted = _wanted_methods(methods)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**63))
-    if not (t_end > 0 and int(points) >= 2):
-        raise OptionsError("t_end must be positive and points at least 2")
-    times = np.linspace(0.0, float(t_end), int(points))
+    times = output_times(t_end, points)
     started = wallclock.perf_counter()
     network = read_sbml(model, **read_options)  # an import failure is the caller's error
     runner = _Runner(wanted)
@@ -299,9 +298,20 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
     report.run_info = {"package_version": __version__, "model": str(model), "seed": seed,
                        "t_end": t_end, "points": points,
                        "n_trajectories_requested": n_trajectories,
-                       "read_options": repr(read_options), "methods": repr(methods),
+                       "read_options": read_options, "methods": methods,
                        "wall_time": wallclock.perf_counter() - started}
     return report
+
+
+def output_times(t_end: float, points: int) -> np.ndarray:
+    """``linspace(0, t_end, points)``; ``t_end = 0`` is the initial state alone, shape (1,)."""
+    if not (np.isfinite(t_end) and t_end >= 0 and int(points) >= 1):
+        raise OptionsError(f"t_end must be a finite number >= 0 and points at least 1, got "
+                           f"t_end={t_end!r}, points={points!r}")
+    if t_end > 0 and int(points) < 2:
+        raise OptionsError("points=1 is the start time alone: use t_end=0 for the initial "
+                           "state, or points >= 2")
+    return np.linspace(0.0, float(t_end), int(points)) if t_end > 0 else np.zeros(1)
 
 
 # -- running steps ------------------------------------------------------------------------
@@ -404,20 +414,11 @@ def ssa_ensemble_size(network: Network, times: np.ndarray, requested: int,
                       deterministic=None) -> tuple[int, str]:
     """Ensemble size that fits :data:`SSA_EVENT_BUDGET`, and the reason for the choice.
 
-    Events per trajectory are estimated as the total propensity integrated along the
-    rate-equation solution (``deterministic``, counts at ``times``) when there is one,
-    and never below the initial total propensity times the time span: a model that
-    starts quiet can fire millions of events once its species build up.
+    Events per trajectory are estimated by :func:`~sbml_cme.analyses.ssa.expected_events`
+    along ``deterministic`` (counts at ``times``) when there is one.
     """
     try:
-        compiled = compile_network(network, random_draws=True)
-        rates = compiled.propensities(network.initial_counts)
-        per_trajectory = float(np.sum(rates)) * float(times[-1] - times[0])
-        if deterministic is not None:
-            n_species = len(network.species)
-            along = [np.sum(compiled.propensities(counts[:n_species], float(t)))
-                     for t, counts in zip(times, deterministic.counts)]
-            per_trajectory = max(per_trajectory, float(np.trapezoid(along, times)))
+        per_trajectory = expected_events(network, times, deterministic)
     except SbmlCmeError as error:
         return 0, f"propensities cannot be evaluated: {error}"
     if not np.isfinite(per_trajectory):
@@ -636,6 +637,17 @@ def _histogram(method: str, species: str, values: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame({"method": method, "species": species,
                          "count": (0.5 * (edges[:-1] + edges[1:]))[keep],
                          "probability": counts[keep] / len(values) / width})
+
+
+def _plain(value) -> str:
+    """A run-info value as plain text: ``auto``, not ``'auto'``; options as ``k=v``."""
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in sorted(value.items()))
+    if isinstance(value, (set, frozenset)):
+        value = sorted(value, key=str)
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_plain(v) for v in value)
+    return str(value)
 
 
 def _has_pyarrow() -> bool:

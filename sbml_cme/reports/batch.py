@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import OptionsError, SbmlCmeError, UnsupportedFeatureError
+from .files import write_csv, write_text
 
 STATUS_COLUMNS = ["model", "status", "element", "reason", "seconds"]
 
@@ -182,9 +183,9 @@ def run_batch(inputs, out: str | os.PathLike, *, time_limit: float = 600.0,
     def finish(model: Path, row: dict) -> None:
         row = {**row, "model": str(model)}
         if row["status"] != "timeout":  # a timeout may succeed with a larger limit
-            (out / model.stem / "status.json").write_text(json.dumps(row))
+            write_text(out / model.stem / "status.json", json.dumps(row))
         rows[model] = row
-        _status_table(models, rows).to_csv(out / "status.csv", index=False)
+        write_csv(_status_table(models, rows), out / "status.csv")
         if bar is not None:
             bar.update()
 
@@ -198,7 +199,7 @@ def run_batch(inputs, out: str | os.PathLike, *, time_limit: float = 600.0,
         if bar is not None:
             bar.close()
     table = _status_table(models, rows)
-    table.to_csv(out / "status.csv", index=False)
+    write_csv(table, out / "status.csv")
     return table
 
 

@@ -131,3 +131,42 @@ def test_cme_methods_agree_from_the_command_line(model_file, tmp_path):
         assert frame["X-mean"].to_numpy() == pytest.approx(frames[0]["X-mean"].to_numpy(),
                                                            rel=1e-6)
     assert main(["cme", str(model_file), "--method", "magic"]) == 2
+
+
+def test_bad_inputs_exit_with_documented_codes_and_one_line(tmp_path, capsys, model_file):
+    """Issue 13: a directory is exit 3 like a missing file; an undefined symbol is exit 3;
+    an SSA beyond its work limit is exit 4 with the estimate; never a traceback."""
+    undefined = tmp_path / "undefined.xml"
+    undefined.write_text(make_sbml({"X": 5}, [("death", {"X": 1}, {}, "q * X")]))
+    cases = [(["info", str(tmp_path)], 3, "directory"),
+             (["info", str(undefined)], 3, "line "),
+             (["ssa", str(model_file), "--t-end", "1e12", "--no-progress"], 4,
+              "reaction events"),
+             (["ode", str(model_file), "--t-end", "-1"], 2, "--t-end")]
+    for argv, code, text in cases:
+        assert main(argv) == code, argv
+        error = capsys.readouterr().err
+        assert text in error and "Traceback" not in error
+
+
+def test_an_internal_error_is_one_line_and_exit_5(model_file, capsys, monkeypatch):
+    import sbml_cme.analyses
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(sbml_cme.analyses, "simulate_deterministic", broken)
+    assert main(["ode", str(model_file)]) == 5
+    error = capsys.readouterr().err
+    assert "internal error: RuntimeError: boom" in error and "Traceback" not in error
+
+
+def test_analyze_names_its_report_and_writes_plain_run_info(model_file, tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["analyze", str(model_file), "--t-end", "2", "--points", "3",
+                 "--trajectories", "20", "--seed", "1", "--out", str(out),
+                 "--no-progress"]) == 0
+    assert capsys.readouterr().out.strip().endswith(str(out / "report.html"))
+    info = pd.read_csv(out / "run_info.csv").set_index("name").value
+    assert info["methods"] == "auto"
+    assert not list(out.glob(".*partial*"))  # no temporary file left behind

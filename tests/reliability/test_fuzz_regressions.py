@@ -1,0 +1,39 @@
+"""Every failure the fuzzer found is a regression test (tests/data/fuzz/README.md)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sbml_cme
+from sbml_cme.analyses import solve_lna
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
+
+
+@pytest.mark.parametrize("name, text", [
+    ("huge_stoichiometry", "stoichiometry of species 'X' in reaction 'Birth' is 1e+308"),
+    ("tiny_number_in_law", "number 1e-308"),
+    ("huge_number_in_law", "number -1e+308"),
+    ("law_reads_unit_id", "uses 'k1', which is not a species"),
+    ("reference_to_model_id", "refers to 'S2'"),
+    ("species_in_unit_id", "is in 'compartment'.*which is not a compartment"),
+    ("huge_unit_scale", "unit definition 'volume'.*scale 2147483647"),
+    ("concentration_in_empty_compartment", "species 'X' is a concentration.*of size 0"),
+    ("infinite_rate_constant", "parameter '.*' is -inf"),
+    ("overflowing_power", "'reaction2' contains a NaN or infinite number, or one beyond"),
+])
+def test_mutant_is_refused_at_import(name, text):
+    with pytest.raises(sbml_cme.InvalidSBMLError, match=text.replace("+", r"\+")):
+        sbml_cme.read_sbml(DATA / f"{name}.xml")
+
+
+def test_negative_rate_constant_is_refused_by_the_lna_at_once():
+    network = sbml_cme.read_sbml(DATA / "negative_death_rate.xml")
+    with pytest.raises(sbml_cme.AnalysisError, match="'Death' is -.* at the initial state"):
+        solve_lna(network, np.linspace(0, 1, 5))
+
+
+def test_a_relation_on_a_boolean_reads_it_as_a_number():
+    """L3V2: true is 1 in numeric context, so gt(true, x) is a valid comparison."""
+    sbml_cme.read_sbml(DATA / "relation_of_booleans.xml")
