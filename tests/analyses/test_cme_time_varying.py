@@ -231,3 +231,39 @@ def test_no_stationary_law_for_a_time_dependent_generator():
 def test_krylov_method_refused_for_a_time_dependent_generator():
     with pytest.raises(OptionsError, match="method='ode'"):
         solve_cme(sine_network(), TIMES, method="krylov")
+
+
+def test_driven_generator_equals_a_fresh_assembly():
+    """The fixed-pattern A(t) (bursts and the c(t) h(x) split included) equals the
+    generator assembled from scratch with the parameters of time t."""
+    from sbml_cme.analyses import cme
+    from sbml_cme.analyses.driven import integrate_drive
+    from sbml_cme.kinetics import compile_network
+
+    y = sympy.Symbol("Y")
+    network = Network(
+        species=(Species("X", "cell", 0.0), Species("Y", "cell", 0.0)),
+        reactions=(Reaction("bx", (), (("X", 1),), MassAction(k, ())),
+                   Reaction("dx", (("X", 1),), (), MassAction(g, (("X", 1),))),
+                   Reaction("by", (("X", 1),), (("X", 1),),
+                            Expression(k * X / (5 + X))),
+                   Reaction("dy", (("Y", 1),), (), MassAction(g * k / k0, (("Y", 1),))),
+                   Reaction("hill", (), (("Y", 1),), Expression(k * y / (k + y + X)))),
+        parameters=_parameters(), rate_rules=(RateRule("k", k0 * w * sympy.cos(w * TIME)),),
+    ).with_burst("by", "Y", mean=2.0)
+    compiled = compile_network(network)
+    drive = integrate_drive(network, network.parameter_values, network.initial_counts,
+                            0.0, 3.0)
+    bounds = np.array([25, 40])
+    key_species, radix, _ = cme._key_layout(
+        network, bounds, cme.conservation_bounds(network, np.zeros(2, dtype=np.int64)), None)
+    samples, sample_times = drive.samples()
+    space = cme.enumerate_states(compiled, np.zeros((1, 2), dtype=np.int64), bounds,
+                                 key_species, radix, samples, 10**6, 2, sample_times)
+    generator = cme.DrivenGenerator(compiled, space, drive, 0.0)
+    assert list(generator.split) == [True, True, True, True, False]
+    for t in (0.0, 0.7, 2.9):
+        fresh, n_sinks = cme.build_generator(compiled, space, drive.parameters(t))
+        assert n_sinks == generator.n_sinks
+        difference = abs(generator.matrix(t) - fresh).max()
+        assert difference <= 1e-12 * abs(fresh).max()
