@@ -14,11 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import sympy
 from scipy.integrate import solve_ivp
 
 from ..errors import ConvergenceError, UnsupportedFeatureError
 from ..kinetics import compile_expressions
-from ..network import Network
+from ..network import TIME, Network
 
 #: Tolerances of the drive's integration (relative; absolute relative to each variable's
 #: initial magnitude, floor 1): far below what the CME's certificate or the LNA need.
@@ -32,6 +33,13 @@ def is_time_dependent(network: Network) -> bool:
     """Whether the rates change with time: a rate rule (clocks included) or a
     propensity that reads time."""
     return bool(network.rate_rules) or network.uses_time
+
+
+def generator_is_time_dependent(network: Network) -> bool:
+    """Whether some propensity reads time or a rate-rule target (otherwise the rate rules
+    change only reported variables and the generator is constant)."""
+    varying = {TIME} | {sympy.Symbol(t) for t in network.rate_rule_targets}
+    return any(law.free_symbols & varying for law in network.propensities())
 
 
 def check_time_driven(network: Network, analysis: str) -> None:

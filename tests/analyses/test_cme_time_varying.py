@@ -84,7 +84,8 @@ SBML = """<?xml version="1.0" encoding="UTF-8"?>
 
 def _parameters(**extra):
     values = {"k": K0, "k0": K0, "w": W, "g": G, **extra}
-    return tuple(Parameter(pid, value, constant=pid != "k") for pid, value in values.items())
+    return tuple(Parameter(pid, value, constant=pid not in ("k", "z"))
+                 for pid, value in values.items())
 
 
 def sine_network(rule=k0 * w * sympy.cos(w * TIME), events=()) -> Network:
@@ -267,3 +268,19 @@ def test_driven_generator_equals_a_fresh_assembly():
         assert n_sinks == generator.n_sinks
         difference = abs(generator.matrix(t) - fresh).max()
         assert difference <= 1e-12 * abs(fresh).max()
+
+
+def test_rate_rule_no_propensity_reads_keeps_a_constant_generator():
+    """dz/dt = w cos(w t) on a parameter no law reads: the generator stays constant (the
+    Krylov path), z(t) = sin(w t) is still reported, X is Poisson(k0/g (1 - e^{-g t}))."""
+    z = sympy.Symbol("z")
+    network = Network(
+        species=(Species("X", "cell", 0.0),),
+        reactions=(Reaction("birth", (), (("X", 1),), MassAction(k0, ())),
+                   Reaction("death", (("X", 1),), (), MassAction(g, (("X", 1),)))),
+        parameters=_parameters(z=0.0), rate_rules=(RateRule("z", w * sympy.cos(w * TIME)),))
+    result = solve_cme(network, TIMES, tol=TOL, outputs=["z"])
+    assert result.run_info["method"].startswith("krylov")
+    assert_poisson(result, [K0 / G * (1 - np.exp(-G * t)) for t in TIMES])
+    for index, t in enumerate(TIMES):
+        np.testing.assert_allclose(result.outputs[index][:, 0], np.sin(W * t), atol=1e-9)
