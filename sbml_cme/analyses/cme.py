@@ -1278,7 +1278,10 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     max_states : int, optional
         Refuse larger state sets (default: what fits in a quarter of the memory).
     method : {"auto", "krylov", "krylov_iop", "ode"}
-        Time integration (``METHODS``). ``run_info["method"]`` is the method that ran
+        Time integration (``METHODS``). When a propensity reads time or a rate-rule
+        variable (rate rules of time only, ``driven.check_time_driven``), the generator
+        A(t) depends on time and only ``"ode"`` (what ``"auto"`` picks) applies; the
+        certificate is the same (docs/cme.md, "Time-dependent generators"). ``run_info["method"]`` is the method that ran
         (``"auto"`` resolved; ``methods_used`` lists them per segment); it also holds the
         summed local error estimates of the time integration (``integration_error``, a
         2-norm estimate held far below ``tol``; not part of ``error_bounds``, which
@@ -1286,7 +1289,8 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     outputs : list of str, optional
         Parameters, compartments or rule targets to report beside the species
         (``network.with_outputs(outputs)``).
-        Each is reported per state; an event-assigned parameter follows its events.
+        Each is reported per state; an event-assigned parameter follows its events, a
+        rate-rule parameter its rule.
 
     Returns
     -------
