@@ -1332,7 +1332,7 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
         local = np.array([0.0] + [times[k] - t_now for k in outputs] + [stop - t_now])
         local = np.unique(local)
         drive = integrate_drive(network, parameters, sources[0], t_now, stop) \
-            if network.rate_rules else None
+            if driven or network.rate_rules else None
         segment = _solve_transient_segment(compiled, sources, probabilities, local, bounds,
                                            tol - leaked_before, max_states, method, parameters,
                                            drive if driven else None, t_now)
