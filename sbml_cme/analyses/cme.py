@@ -33,16 +33,19 @@ import numba
 import numpy as np
 import scipy.sparse as sparse
 import scipy.sparse.linalg as splinalg
+import sympy
 from numba import prange
 from scipy.integrate import solve_ivp
 
 from ..errors import (AnalysisError, ConvergenceError, OptionsError, StateSpaceTooLargeError,
                       TruncationError, UnsupportedFeatureError)
 from ..kinetics import (KernelData, channel_propensity, compile_expressions, compile_network,
-                       net_rates, refuse_continuous, refuse_randomness, run_program)
+                       net_rates, refuse_randomness, run_program)
 from ..network import TIME, Network
 from ..results import CMEResult
 from .deterministic import _check_times, simulate_deterministic
+from .driven import (check_time_driven, generator_is_time_dependent, integrate_drive,
+                     is_time_dependent)
 from .ssa import whole_initial_counts
 
 #: Transient methods of ``solve_cme`` (name -> what it does); docs/cme.md has the benchmark.
@@ -59,20 +62,33 @@ _MAX_GROWTH_ROUNDS = 30
 
 
 # -- vectorised propensities -----------------------------------------------------------------
+@numba.njit(cache=True)
+def _program_block(data: KernelData, channels, states, p, t, out, start, end):
+    """Propensities of the general-law ``channels`` for states ``start:end``, written into
+    the matching columns of ``out`` (n, n_channels)."""
+    stack = np.empty(data.stack_size)
+    x = np.empty(states.shape[1])
+    for i in range(start, end):
+        for k in range(states.shape[1]):
+            x[k] = states[i, k]
+        for j in channels:
+            out[i, j] = channel_propensity(data, j, x, p, t, False, stack)
+
+
 @numba.njit(cache=True, parallel=True)
 def _program_propensities(data: KernelData, channels, states, p, t, out):
-    """Propensities of the general-law ``channels`` for many states, written into the
-    matching columns of ``out`` (n, n_channels); work arrays are allocated per block."""
+    """:func:`_program_block` for all states, in parallel blocks."""
     n = states.shape[0]
     n_blocks = min(n, 64)
     for b in prange(n_blocks):
-        stack = np.empty(data.stack_size)
-        x = np.empty(states.shape[1])
-        for i in range(b * n // n_blocks, (b + 1) * n // n_blocks):
-            for k in range(states.shape[1]):
-                x[k] = states[i, k]
-            for j in channels:
-                out[i, j] = channel_propensity(data, j, x, p, t, False, stack)
+        _program_block(data, channels, states, p, t, out, b * n // n_blocks,
+                       (b + 1) * n // n_blocks)
+
+
+#: Below this many states the time-dependent generator evaluates general laws serially
+#: (a parallel launch cost 18 ms per call for 52 states on the loaded 2-core test
+#: machine; the whole serial rate evaluation, checks included, 0.46 ms).
+_PARALLEL_MIN_STATES = 5_000
 
 
 def _mass_action_column(data: KernelData, j: int, states: np.ndarray) -> np.ndarray:
@@ -236,9 +252,12 @@ def _digit_limits(network: Network, sources: np.ndarray, bounds: np.ndarray, key
 
 @numba.njit(cache=True)
 def _breadth_first(data: KernelData, sources, change, limit, key_species, radix, digit_limit,
-                   parameters, capacity):
+                   parameters, sample_times, capacity):
     """Breadth-first search over states; ``index[key]`` = discovery order or -1.
 
+    A general-law channel can fire from a state when its propensity is positive for one
+    of the samples ``parameters[k]`` (n_samples, n_parameters) at ``sample_times[k]``
+    (one sample for a time-independent generator).
     Returns (states in discovery order, index, overflow). Linear in the number of states
     times channels: the visited set is a dense array over the mixed-radix box."""
     n_species = sources.shape[1]
@@ -274,7 +293,12 @@ def _breadth_first(data: KernelData, sources, change, limit, key_species, radix,
                                                       if data.falling[j] else 1):
                         active = False
             else:
-                active = channel_propensity(data, j, x, parameters, 0.0, False, stack) > 0
+                active = False
+                for sample in range(sample_times.shape[0]):
+                    if channel_propensity(data, j, x, parameters[sample], sample_times[sample],
+                                          False, stack) > 0:
+                        active = True
+                        break
             if not active:
                 continue
             for i in range(n_species):
@@ -334,10 +358,16 @@ def _check_burst_bounds(network: Network, bounds: np.ndarray) -> None:
 
 
 def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_species,
-                     radix, parameters, max_states: int, n_times: int) -> StateSpace:
+                     radix, parameters, max_states: int, n_times: int,
+                     sample_times=None) -> StateSpace:
     """Breadth-first enumeration of the states reachable from ``sources`` (n, n_species)
     that respect ``bounds``; a compiled search with a dense visited table over the
-    mixed-radix box of the key species (linear in the number of states)."""
+    mixed-radix box of the key species (linear in the number of states).
+
+    ``parameters``: shape (n_parameters,), or (n_samples, n_parameters) with
+    ``sample_times`` (n_samples,) for a time-dependent generator (a channel is followed
+    where it is positive at some sample; a state missed between samples only sends its
+    inflow to a sink, counted in the certificate)."""
     network = compiled.network
     sources = np.ascontiguousarray(np.atleast_2d(sources), dtype=np.int64)
     key_species = np.asarray(key_species, dtype=np.int64)
@@ -348,9 +378,12 @@ def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_spec
     digit_limit = _digit_limits(network, sources, bounds, key_species, radix)
     box = int(np.prod((digit_limit + 1).astype(float)))
     capacity = int(min(box, max_states) + 1)
+    parameters = np.atleast_2d(np.asarray(parameters, dtype=np.float64))
+    sample_times = (np.zeros(len(parameters)) if sample_times is None
+                    else np.asarray(sample_times, dtype=np.float64))
     states, index, overflow = _breadth_first(compiled.data, sources, change, limit,
                                              key_species, radix, digit_limit,
-                                             np.asarray(parameters, dtype=np.float64),
+                                             np.ascontiguousarray(parameters), sample_times,
                                              capacity)
     if overflow or len(states) > max_states:
         _guard(network, max(len(states), max_states + 1), max_states, n_times, "more than")
@@ -544,6 +577,151 @@ def _burst_transitions(network: Network, space: StateSpace, rate: np.ndarray,
     send(np.full(int(keep.sum()), n + int(np.searchsorted(bounded, s))), firing[keep],
          rate[firing[keep]] * tail[keep])
     return np.concatenate(targets), np.concatenate(sources), np.concatenate(values)
+
+
+def split_propensities(network: Network) -> tuple[list, list]:
+    """Each channel's propensity as c_j(p(t), t) h_j(x) when its law allows it.
+
+    ``varying`` symbols are time and the rate-rule targets. A channel whose propensity is
+    a product of factors each reading either no species or no varying symbol is split
+    into (time factor, state factor); otherwise both entries are None.
+    Returns (time factors, state factors), sympy expressions, one per channel."""
+    varying = {TIME} | {sympy.Symbol(t) for t in network.rate_rule_targets}
+    species = {sympy.Symbol(s) for s in network.species_ids}
+    time_factors, state_factors = [], []
+    for law in network.propensities():
+        time_part, state_part = sympy.S.One, sympy.S.One
+        for factor in sympy.Mul.make_args(law):
+            symbols = factor.free_symbols
+            if not symbols & species:
+                time_part *= factor
+            elif not symbols & varying:
+                state_part *= factor
+            else:
+                time_part = state_part = None
+                break
+        time_factors.append(time_part)
+        state_factors.append(state_part)
+    return time_factors, state_factors
+
+
+class DrivenGenerator:
+    """The truncated generator A(t) of a time-dependent CME (rate rules of time, laws that
+    read time): dp/dt = A(t) p on the states of ``space`` plus the absorbing sinks.
+
+    The sparsity pattern is built once (every transition a channel can make, with unit
+    rates, by the same passes as :func:`build_generator`); at time t each entry is its
+    weight times a_j(x, p(t), t), the propensities evaluated with the drive's parameters,
+    summed into the CSR data by one ``bincount``. A propensity that factors as
+    c_j(p(t), t) h_j(x) (:func:`split_propensities`: mass action with a driven constant,
+    a law times an input signal) has h_j evaluated once on the states and c_j per time;
+    any other law is evaluated on every state at every time asked. The matrix of the
+    last time asked is cached (the solver asks for A(t) p and the Jacobian A(t) at the
+    same t).
+
+    ``offset``: the absolute time of local time 0 (the segment's start).
+    """
+
+    def __init__(self, compiled, space: StateSpace, drive, offset: float):
+        network = compiled.network
+        n, n_channels = space.n_states, len(network.reactions)
+        self.compiled, self.space, self.drive, self.offset = compiled, space, drive, offset
+        time_factors, state_factors = split_propensities(network)
+        self.split = np.array([f is not None for f in time_factors], dtype=bool)
+        self.no_counts = np.zeros(len(network.species))  # time factors read no species
+        self.unsplit = np.flatnonzero(~self.split).astype(np.int64)
+        self.time_factors = compile_expressions(
+            network, [f if f is not None else sympy.S.Zero for f in time_factors],
+            "time factor")
+        self.state_factors = _expression_values(
+            compiled, [f if f is not None else sympy.S.Zero for f in state_factors],
+            space.states, drive.base, offset)
+        self.n_sinks = int((space.bounds >= 0).sum()) + 1
+        self.size = n + self.n_sinks
+        self.change = np.ascontiguousarray(network.stoichiometry.T, dtype=np.int64)
+        unit = np.ones((n, n_channels))
+        burst_channels = [j for j, r in enumerate(network.reactions) if r.burst is not None]
+        plain = unit.copy()
+        plain[:, burst_channels] = 0.0
+        rows = np.empty(unit.shape, dtype=np.int64)
+        weights = np.empty(unit.shape)
+        _transitions(np.ascontiguousarray(space.states, dtype=np.int64),
+                     np.ascontiguousarray(space.keys, dtype=np.int64), np.empty(0, np.int64),
+                     plain, self.change, np.asarray(space.bounds, dtype=np.int64),
+                     np.asarray(space.key_species, dtype=np.int64),
+                     np.asarray(space.radix, dtype=np.int64), True, -1, rows, weights)
+        active = weights.ravel() > 0
+        pairs = np.arange(n * n_channels, dtype=np.int64)[active]
+        sources, channels = pairs // max(n_channels, 1), pairs % max(n_channels, 1)
+        parts = [(rows.ravel()[active], sources, channels, np.ones(len(pairs)))]
+        for j in burst_channels:
+            targets, columns, amounts = _burst_transitions(network, space, unit[:, j],
+                                                           self.change[j], j, True, None)
+            parts.append((targets, columns, np.full(len(columns), j), amounts))
+        diagonal = np.repeat(np.arange(n, dtype=np.int64), n_channels)
+        parts.append((diagonal, diagonal, np.tile(np.arange(n_channels), n),
+                      -np.ones(n * n_channels)))
+        target, self.source, self.channel, self.weight = (
+            np.concatenate(column) for column in zip(*parts))
+        keys, self.slot = np.unique(target * self.size + self.source, return_inverse=True)
+        self.slot = self.slot.ravel()
+        self.indices = (keys % self.size).astype(np.int64)
+        self.indptr = np.searchsorted(keys // self.size, np.arange(self.size + 1)).astype(
+            np.int64)
+        self._cached = (None, None)
+        self.assemblies = 0
+
+    def rates(self, local_time: float) -> np.ndarray:
+        """Propensities at ``offset + local_time``, shape (n_states, n_channels)."""
+        t = self.offset + local_time
+        parameters = self.drive.parameters(t)
+        factors = self.time_factors.evaluate_all(self.no_counts, parameters, t)
+        rates = self.state_factors * np.where(self.split, factors, 0.0)
+        if len(self.unsplit) and len(rates):
+            states = np.ascontiguousarray(self.space.states, dtype=np.int64)
+            if len(states) < _PARALLEL_MIN_STATES:
+                _program_block(self.compiled.data, self.unsplit, states, parameters,
+                               float(t), rates, 0, len(states))
+            else:
+                _program_propensities(self.compiled.data, self.unsplit, states, parameters,
+                                      float(t), rates)
+        bad = ~(rates >= 0)
+        if bad.any():
+            state, channel = np.argwhere(bad)[0]
+            raise AnalysisError(
+                f"the propensity of reaction '{self.compiled.network.reactions[channel].id}' "
+                f"is negative or NaN at t={t:g}, state "
+                f"{dict(zip(self.compiled.network.species_ids, self.space.states[state]))}")
+        _check_counts_stay_whole(self.compiled.network, self.space.states, rates, self.change)
+        return rates
+
+    def matrix(self, local_time: float) -> sparse.csr_matrix:
+        """A at ``offset + local_time``, shape (size, size), CSR (columns are sources)."""
+        if self._cached[0] != local_time:
+            self.assemblies += 1
+            rates = self.rates(local_time)
+            data = np.bincount(self.slot, weights=self.weight * rates[self.source, self.channel],
+                               minlength=len(self.indices))
+            self._cached = (local_time, sparse.csr_matrix(
+                (data, self.indices, self.indptr), shape=(self.size, self.size)))
+        return self._cached[1]
+
+
+def _propagate_driven(generator: DrivenGenerator, p0, times, *, tolerance: float,
+                      info: dict):
+    """p(t) for every local t in ``times`` (ascending, from 0) under dp/dt = A(t) p: BDF
+    with the sparse A(t) as its Jacobian, the tolerances of ``method="ode"``; shape
+    (n_times, size)."""
+    info.update(method="ode", integration_error=math.nan)
+    if len(times) == 1 or times[-1] == times[0]:
+        return np.tile(p0, (len(times), 1))
+    solution = solve_ivp(lambda t, p: generator.matrix(t) @ p, (times[0], times[-1]), p0,
+                         method="BDF", t_eval=times, jac=lambda t, p: generator.matrix(t),
+                         rtol=100 * tolerance, atol=0.01 * tolerance)
+    if solution.status != 0:
+        raise ConvergenceError(f"the CME integration failed: {solution.message}")
+    info["generator_assemblies"] = generator.assemblies
+    return np.maximum(solution.y.T, 0.0)
 
 
 # -- transient solves --------------------------------------------------------------------------------
@@ -924,21 +1102,33 @@ def initial_fsp_problem(network: Network, t_end: float, *, max_states: int = 10*
 
 
 def _solve_transient_segment(compiled, sources, probabilities, times, bounds, tol, max_states,
-                             method, parameters) -> _Segment:
-    """Adaptive FSP from a distribution on ``sources`` over ``times`` (starting at 0)."""
+                             method, parameters, drive=None, offset: float = 0.0) -> _Segment:
+    """Adaptive FSP from a distribution on ``sources`` over ``times`` (starting at 0).
+
+    ``drive`` (a :class:`~sbml_cme.analyses.driven.Drive`, absolute times) makes the
+    generator time-dependent (:class:`DrivenGenerator`, local time 0 = ``offset``)."""
     network = compiled.network
     conservation = conservation_bounds(network, sources[0])
+    samples, sample_times = (parameters, None) if drive is None else drive.samples()
     for rounds in range(1, _MAX_GROWTH_ROUNDS + 1):
         key_species, radix, estimate = _key_layout(network, bounds, conservation, sources[0])
         _guard(network, estimate, max_states, len(times), "up to")
-        space = enumerate_states(compiled, sources, bounds, key_species, radix, parameters,
-                                 max_states, len(times))
-        matrix, n_sinks = build_generator(compiled, space, parameters)
-        p0 = np.zeros(matrix.shape[0])
-        np.add.at(p0, space.index_of(sources), probabilities)
+        space = enumerate_states(compiled, sources, bounds, key_species, radix, samples,
+                                 max_states, len(times), sample_times)
         info = {"fsp_rounds": rounds}
-        solution = _propagate(matrix, p0, times, method,
-                              tolerance=_integration_tolerance(tol), info=info)
+        tolerance = _integration_tolerance(tol)
+        if drive is None:
+            matrix, _ = build_generator(compiled, space, parameters)
+            size = matrix.shape[0]
+        else:
+            generator = DrivenGenerator(compiled, space, drive, offset)
+            size = generator.size
+        p0 = np.zeros(size)
+        np.add.at(p0, space.index_of(sources), probabilities)
+        if drive is None:
+            solution = _propagate(matrix, p0, times, method, tolerance=tolerance, info=info)
+        else:
+            solution = _propagate_driven(generator, p0, times, tolerance=tolerance, info=info)
         leaked = solution[:, space.n_states:].sum(axis=1)
         if leaked[-1] <= tol:
             return _Segment(space, solution[:, :space.n_states], leaked, info)
@@ -957,25 +1147,36 @@ def _solve_transient_segment(compiled, sources, probabilities, times, bounds, to
                           f"enlargements (leaked {leaked[-1]:.3g})")
 
 
-def check_cme_support(network: Network) -> None:
-    """Raise UnsupportedFeatureError for what the CME solver cannot express exactly."""
-    refuse_randomness(network, "solve_cme")
-    refuse_continuous(network, "solve_cme")
-    if network.uses_time:
-        reaction = next(r.id for r in network.reactions
-                        if TIME in r.rate_law.propensity().free_symbols)
-        raise UnsupportedFeatureError("a propensity that depends explicitly on time", reaction,
-                                      analysis="solve_cme")
-    species = {sym for s in network.species_ids for sym in [s]}
+def check_cme_support(network: Network, analysis: str = "solve_cme") -> None:
+    """Raise UnsupportedFeatureError for what the CME solver cannot express exactly.
+
+    Continuous variables are accepted when they are functions of time only (rate rules
+    that read no discrete species: a time-dependent generator, ``driven``);
+    ``stationary_cme`` refuses any time dependence (there is no stationary law)."""
+    refuse_randomness(network, analysis, clocks=False)
+    check_time_driven(network, analysis)
+    if analysis == "stationary_cme" and is_time_dependent(network):
+        element = (network.rate_rules[0].target if network.rate_rules else next(
+            r.id for r in network.reactions if TIME in r.rate_law.propensity().free_symbols))
+        what = (f"the rate rule on '{element}'" if network.rate_rules
+                else "a propensity that depends explicitly on time")
+        raise UnsupportedFeatureError(
+            f"time dependence ({what})", element, analysis=analysis,
+            hint="The rates or the reported variables change with time, so there is no "
+                 "stationary law; solve_cme(network, times) gives the transient "
+                 "distribution.")
+    watched = set(network.species_ids) | set(network.rate_rule_targets)
     for event in network.events:
         names = {str(s) for s in event.trigger.free_symbols}
-        if names & species or (event.delay is not None and {
-                str(s) for s in event.delay.free_symbols} & species):
+        if names & watched or (event.delay is not None and {
+                str(s) for s in event.delay.free_symbols} & watched):
             raise UnsupportedFeatureError(
-                "a state-triggered event", event.id, analysis="solve_cme",
-                hint="The CME solver handles time-triggered events only; use simulate_ssa.")
+                "an event triggered by the state or by a rate-rule variable", event.id,
+                analysis=analysis,
+                hint="The CME solver handles time-triggered events only; use simulate_ssa "
+                     "or simulate_hybrid.")
         if event.priority is not None:
-            raise UnsupportedFeatureError("an event priority", event.id, analysis="solve_cme")
+            raise UnsupportedFeatureError("an event priority", event.id, analysis=analysis)
 
 
 def _event_schedule(network: Network, compiled, t0: float, t_end: float):
@@ -1027,6 +1228,21 @@ def _apply_event(compiled, event_index, states, probabilities, parameters, t):
     return unique[keep].astype(np.int64), merged[keep], new_parameters
 
 
+def _expression_values(compiled, expressions, states: np.ndarray, parameters: np.ndarray,
+                       time: float) -> np.ndarray:
+    """Sympy ``expressions`` over counts and parameters at every state, shape
+    (n_states, n_expressions)."""
+    programs = compile_expressions(compiled.network, expressions, "expression")
+    data = compiled.data._replace(ops=programs.ops, args=programs.args,
+                                  constants=programs.constants,
+                                  stack_size=programs.stack_size)
+    out = np.empty((len(states), len(expressions)))
+    if out.size:
+        _outputs_of_states(data, programs.bounds, np.ascontiguousarray(states, np.int64),
+                           np.asarray(parameters, dtype=float), float(time), out)
+    return out
+
+
 @numba.njit(cache=True, parallel=True)
 def _outputs_of_states(data: KernelData, output_program, states, p, t, out):
     for i in prange(states.shape[0]):
@@ -1062,7 +1278,10 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     max_states : int, optional
         Refuse larger state sets (default: what fits in a quarter of the memory).
     method : {"auto", "krylov", "krylov_iop", "ode"}
-        Time integration (``METHODS``). ``run_info["method"]`` is the method that ran
+        Time integration (``METHODS``). When a propensity reads time or a rate-rule
+        variable (rate rules of time only, ``driven.check_time_driven``), the generator
+        A(t) depends on time and only ``"ode"`` (what ``"auto"`` picks) applies; the
+        certificate is the same (docs/cme.md, "Time-dependent generators"). ``run_info["method"]`` is the method that ran
         (``"auto"`` resolved; ``methods_used`` lists them per segment); it also holds the
         summed local error estimates of the time integration (``integration_error``, a
         2-norm estimate held far below ``tol``; not part of ``error_bounds``, which
@@ -1070,7 +1289,8 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     outputs : list of str, optional
         Parameters, compartments or rule targets to report beside the species
         (``network.with_outputs(outputs)``).
-        Each is reported per state; an event-assigned parameter follows its events.
+        Each is reported per state; an event-assigned parameter follows its events, a
+        rate-rule parameter its rule.
 
     Returns
     -------
@@ -1086,6 +1306,11 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     _check_options(tol, method)
     max_states = int(max_states or default_max_states())
     check_cme_support(network)
+    driven = generator_is_time_dependent(network)
+    if driven and method not in ("auto", "ode"):
+        raise OptionsError(f"method={method!r} exponentiates a constant generator; this "
+                           "network's rates change with time (rate rules or laws that read "
+                           "time): use method='ode' or 'auto'")
     started = wallclock.perf_counter()
     compiled = compile_network(network)
     parameters = network.parameter_values.copy()
@@ -1106,20 +1331,25 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
                    distributions[k] is None and not (event_index is not None and t == stop)]
         local = np.array([0.0] + [times[k] - t_now for k in outputs] + [stop - t_now])
         local = np.unique(local)
+        drive = integrate_drive(network, parameters, sources[0], t_now, stop) \
+            if driven or network.rate_rules else None
         segment = _solve_transient_segment(compiled, sources, probabilities, local, bounds,
-                                           tol - leaked_before, max_states, method, parameters)
+                                           tol - leaked_before, max_states, method, parameters,
+                                           drive if driven else None, t_now)
         largest = max(largest, segment.space.n_states)
         _add_integration_info(integration, segment.info)
         for k in outputs:
             row = int(np.searchsorted(local, times[k] - t_now))
             distributions[k] = (segment.space.states, segment.probabilities[row])
-            snapshots[k] = parameters
+            snapshots[k] = parameters if drive is None else drive.parameters(times[k])
             errors[k] = leaked_before + segment.leaked[row]
         final = segment.probabilities[-1]
         leaked_before += segment.leaked[-1]
         keep = final > 0
         sources, probabilities = segment.space.states[keep], final[keep]
         bounds = segment.space.bounds
+        if drive is not None:
+            parameters = drive.parameters(stop)
         if event_index is not None:
             sources, probabilities, parameters = _apply_event(
                 compiled, event_index, sources, probabilities, parameters, stop)
@@ -1149,6 +1379,9 @@ def _add_integration_info(total: dict, segment: dict) -> None:
     total["krylov_rejected"] += segment.get("rejected", 0)
     total["matrix_products"] += segment.get("products", 0)
     total["fsp_rounds"] += segment["fsp_rounds"]
+    if "generator_assemblies" in segment:
+        total["generator_assemblies"] = (total.get("generator_assemblies", 0)
+                                         + segment["generator_assemblies"])
 
 
 def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | None = None,
@@ -1167,7 +1400,7 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     network = network.with_outputs(outputs)
     _check_options(tol, "krylov")
     max_states = int(max_states or default_max_states())
-    check_cme_support(network)
+    check_cme_support(network, "stationary_cme")
     if network.events:
         raise UnsupportedFeatureError("events", network.events[0].id,
                                       analysis="stationary_cme",

@@ -23,7 +23,10 @@ Conventions (molecule counts throughout):
 
 Supported: reversible reactions, general kinetic laws, assignment-rule outputs (delta
 method: mean f(phi), covariance G C G^T with G = df/dx), explicitly time-dependent
-propensities (time-dependent LNA only), bursts (drift with E[B], diffusion with the
+propensities and rate rules of time on parameters (time-dependent LNA only: the
+rate-rule parameters are deterministic functions of time, integrated with the mean by
+``driven.integrate_drive``, with zero variance; a rule that reads a discrete species is
+refused, docs/lna-cle.md), bursts (drift with E[B], diffusion with the
 second moment of each jump: D = S diag(a) S^T + sum_j a_j Var(B_j) e_s e_s^T, S the mean
 stoichiometry; docs/bursts.md). Refused: events (an assignment is a
 jump of the mean that the LNA's Gaussian does not follow), with an
@@ -45,11 +48,11 @@ import sympy
 from scipy.integrate import BDF, solve_ivp
 
 from ..errors import AnalysisError, ConvergenceError, UnsupportedFeatureError
-from ..kinetics import (all_propensities, compile_expressions, compile_network,
-                        refuse_continuous, refuse_randomness)
+from ..kinetics import all_propensities, compile_expressions, compile_network, refuse_randomness
 from ..network import TIME, Network
 from ..results import LNAResult
 from .deterministic import _check_times
+from .driven import check_time_driven, integrate_drive
 
 #: Relative flux imbalance |S a| / (|S| a) accepted at a steady state.
 STEADY_STATE_RTOL = 1e-8
@@ -444,9 +447,11 @@ def stationary_reduction(network: Network, species_read: np.ndarray) -> Reductio
 class RateEquations:
     """Rate equations on the independent species, with exact Jacobian and diffusion.
 
-    ``stationary=True`` uses :func:`stationary_reduction` (for the steady state)."""
+    ``stationary=True`` uses :func:`stationary_reduction` (for the steady state). ``drive``
+    (:class:`~sbml_cme.analyses.driven.Drive`) gives the rate-rule parameters as functions
+    of time; without one the parameters are the network's values."""
 
-    def __init__(self, network: Network, stationary: bool = False):
+    def __init__(self, network: Network, stationary: bool = False, drive=None):
         self.network = network
         self.compiled = compile_network(network)
         self.derivatives = derivatives(network)
@@ -454,6 +459,7 @@ class RateEquations:
                           if stationary else conservation_reduction(network))
         self.initial = network.initial_counts
         self.parameters = network.parameter_values
+        self.drive = drive
         self.n_species = len(network.species)
         self.n_channels = len(network.reactions)
         self.evaluations = 0
@@ -470,11 +476,15 @@ class RateEquations:
         """Full counts from independent counts, shape (n_species,)."""
         return self.reduction.full_state(self.initial, reduced)
 
+    def parameters_at(self, t: float) -> np.ndarray:
+        """Parameter values at time ``t`` (model units), shape (n_parameters,)."""
+        return self.parameters if self.drive is None else self.drive.parameters(t)
+
     def propensities(self, x: np.ndarray, t: float) -> np.ndarray:
         """Deterministic propensities at counts ``x``, shape (n_channels,), 1/time."""
         rates = np.empty(self.n_channels)
         all_propensities(self.compiled.data, np.ascontiguousarray(x, dtype=float),
-                         self.parameters, float(t), True, rates)
+                         self.parameters_at(t), float(t), True, rates)
         return rates
 
     def rhs(self, t: float, reduced: np.ndarray) -> np.ndarray:
@@ -485,7 +495,8 @@ class RateEquations:
     def jacobian(self, t: float, reduced: np.ndarray) -> np.ndarray:
         """J_r = S_r (da/dx) L, shape (n_independent, n_independent), 1/time; NaN where
         an undefined derivative enters."""
-        values = self.derivatives.propensity_entries(self.state(reduced), self.parameters, t)
+        values = self.derivatives.propensity_entries(self.state(reduced),
+                                                     self.parameters_at(t), t)
         undefined = np.isnan(values)
         shape = (self.n_channels, self.n_species)
         propensity_jacobian = scipy.sparse.csr_matrix(
@@ -718,13 +729,20 @@ def _polish(equations: RateEquations, start: np.ndarray):
 # -- public API ----------------------------------------------------------------------------------
 def check_lna_support(network: Network, steady_state: bool) -> None:
     """Raise UnsupportedFeatureError for constructs the LNA cannot follow."""
-    refuse_randomness(network, "solve_lna")
-    refuse_continuous(network, "solve_lna")
+    refuse_randomness(network, "solve_lna", clocks=False)
+    check_time_driven(network, "solve_lna")
     if network.events:
         raise UnsupportedFeatureError(
             "events", network.events[0].id, analysis="solve_lna",
             hint="An event assignment makes the mean jump, which the LNA's Gaussian "
                  "fluctuations around the rate equations do not describe; use simulate_ssa.")
+    if steady_state and network.rate_rules:
+        target = network.rate_rules[0].target
+        raise UnsupportedFeatureError(
+            f"a rate rule on '{target}' (a continuous variable that changes with time: the "
+            "rate equations are not autonomous, so there is no steady state)", target,
+            analysis="solve_lna (steady state)",
+            hint="Pass times= for the time-dependent LNA, which integrates it with the mean.")
     if steady_state and network.uses_time:
         reaction = next(r.id for r in network.reactions
                         if TIME in r.rate_law.deterministic_limit().free_symbols)
@@ -764,18 +782,24 @@ def solve_lna(network: Network, times=None, *, rtol: float = 1e-8,
     ConvergenceError
         ``times=None`` and no stable steady state is reached.
     UnsupportedFeatureError
-        Events; explicit time dependence in the steady-state LNA.
+        Events; explicit time dependence or rate rules in the steady-state LNA; a rate
+        rule that reads a discrete species (feedback).
     """
     network = network.with_outputs(outputs)
     started = wallclock.perf_counter()
     check_lna_support(network, steady_state=times is None)
-    equations = RateEquations(network, stationary=times is None)
-    _check_initial_propensities(equations)
     if times is None:
+        equations = RateEquations(network, stationary=True)
+        _check_initial_propensities(equations)
         result_times = np.array([np.inf])
         means, covariances, info = _steady_state_lna(equations)
     else:
         result_times = _check_times(times)
+        drive = integrate_drive(network, network.parameter_values, network.initial_counts,
+                                result_times[0], result_times[-1]) if network.rate_rules \
+            else None
+        equations = RateEquations(network, drive=drive)
+        _check_initial_propensities(equations)
         means, covariances = _time_dependent(equations, result_times, rtol, atol)
         info = {"mode": "time dependent", "rtol": rtol, "atol": atol}
     means, covariances = _with_outputs(equations, result_times, means, covariances)
@@ -956,8 +980,9 @@ def _with_outputs(equations: RateEquations, times, means, covariances):
     extended_means, extended_covariances = [], []
     for t, mean, covariance in zip(times, means, covariances):
         t_eval = 0.0 if not np.isfinite(t) else float(t)
-        values = equations.derivatives.output_values(mean, equations.parameters, t_eval)
-        gradient = equations.derivatives.output_gradient(mean, equations.parameters, t_eval,
+        parameters = equations.parameters_at(t_eval)
+        values = equations.derivatives.output_values(mean, parameters, t_eval)
+        gradient = equations.derivatives.output_gradient(mean, parameters, t_eval,
                                                          n_outputs, n_species)
         # Species without a value (NaN: no stationary law) leave NaN only in the
         # outputs that depend on them.

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.integrate
 import scipy.linalg
 import scipy.stats
 
@@ -616,18 +617,26 @@ def test_unknown_method_is_refused():
         solve_cme(birth_death(), [0.0, 1.0], method="euler")
 
 
-def test_time_dependent_propensity_is_refused():
+def test_time_dependent_propensity():
+    """solve_cme follows a law that reads time (a time-dependent generator, Poisson with
+    mean integral_0^t k (1 + sin s) e^{-d (t - s)} ds; more in test_cme_time_varying.py);
+    stationary_cme refuses it, naming the reaction."""
     network = read_string(make_sbml({"X": 0}, [("birth", {}, {"X": 1}, "k * (1 + sin(time))"),
                                                 ("death", {"X": 1}, {}, "d * X")],
                                     parameters={"k": 10.0, "d": 1.0}))
-    for name, solve in (("solve_cme", lambda: solve_cme(network, [0.0, 1.0])),
-                        ("stationary_cme", lambda: stationary_cme(network))):
-        with pytest.raises(UnsupportedFeatureError) as error:
-            solve()
-        assert error.value.analysis in {"solve_cme", "stationary_cme"}
-        assert error.value.analysis in str(error.value)
-        assert error.value.element_id == "birth"
-        assert "time" in error.value.feature
+    result = solve_cme(network, [0.0, 1.0])
+    mean = scipy.integrate.quad(lambda s: 10.0 * (1 + math.sin(s)) * math.exp(-(1.0 - s)),
+                                0.0, 1.0, epsabs=1e-14, epsrel=1e-13)[0]
+    states, probabilities = result.distributions[1]
+    exact = scipy.stats.poisson.pmf(states[:, 0], mean)
+    distance = np.abs(probabilities - exact).sum() + (1.0 - exact.sum())
+    assert distance <= result.error_bounds[1] + ROUND_OFF
+    with pytest.raises(UnsupportedFeatureError) as error:
+        stationary_cme(network)
+    assert error.value.analysis == "stationary_cme"
+    assert error.value.analysis in str(error.value)
+    assert error.value.element_id == "birth"
+    assert "time" in error.value.feature and "no stationary law" in str(error.value)
 
 
 def test_state_triggered_event_is_refused():
