@@ -427,6 +427,8 @@ def _non_negative_on_counts(propensity, species, context: LawContext) -> bool:
         return False
     expression = sympy.nsimplify(expression, rational=True)
     polynomial = sympy.Poly(expression, symbol)
+    if not all(c.is_Rational for c in polynomial.all_coeffs()):
+        return False  # e.g. sqrt(2) from nsimplify: no exact rational check
     coefficients = [Fraction(int(c.p), int(c.q)) for c in polynomial.all_coeffs()]
     if not coefficients or coefficients[0] < 0:
         return False
