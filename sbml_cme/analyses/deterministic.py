@@ -352,9 +352,11 @@ class _EventIntegrator:
             x_end = self.load(x_end)
             if isinstance(t_end, tuple):  # stopped at a root
                 t_end, crossed_atom, direction = t_end
-                last_crossing = (crossed_atom, direction)
+                last_crossing = {crossed_atom: direction,
+                                 **self._also_at_root(crossed_atom, t_end, x_end)}
             t, x = t_end, x_end
-            crossed = {crossed_atom: direction * 1e-300} if crossed_atom is not None else None
+            crossed = {k: side * 1e-300 for k, side in last_crossing.items()} \
+                if last_crossing else None
             if crossed is None and np.any(np.isclose(self.thresholds, t, rtol=0,
                                                      atol=tolerance)):
                 crossed = self._time_crossings(t, x)
@@ -363,11 +365,11 @@ class _EventIntegrator:
             if last_crossing is not None and (
                     not np.array_equal(x_after, x) or
                     not np.array_equal(parameters_before, self.parameters)):
-                # An assignment moved the state: the atom may no longer sit on its root.
-                k = last_crossing[0]
-                if self.atom_programs.evaluate(k, x_after, self.parameters, t) != \
-                        self.atom_programs.evaluate(k, x, parameters_before, t):
-                    last_crossing = None
+                # An assignment moved the state: an atom may no longer sit on its root.
+                last_crossing = {
+                    k: side for k, side in last_crossing.items()
+                    if self.atom_programs.evaluate(k, x_after, self.parameters, t) ==
+                    self.atom_programs.evaluate(k, x, parameters_before, t)} or None
             if stalled and np.array_equal(x_after, x) and np.array_equal(
                     parameters_before, self.parameters, equal_nan=True) and \
                     self._atom_slope(crossed_atom, t, self.state(x),
@@ -389,6 +391,22 @@ class _EventIntegrator:
         return {k: float(np.sign(g_after[k])) * 1e-300 for k in range(len(self.atoms))
                 if self.time_atoms[k]}
 
+    def _also_at_root(self, atom: int, t: float, x: np.ndarray) -> dict[int, float]:
+        """Other watched atoms that reach their root at the same instant as ``atom``
+        (e.g. three clocks crossing one threshold): atom -> side it crosses to."""
+        others = {}
+        y = self.state(x)
+        dydt = self.rhs(t, y)
+        level = abs(self.atom_programs.evaluate(atom, x, self.parameters, t)) + 1e-14
+        for k in range(len(self.atoms)):
+            if k == atom or self.time_atoms[k]:
+                continue
+            if abs(self.atom_programs.evaluate(k, x, self.parameters, t)) <= level:
+                slope = self._atom_slope(k, t, y, dydt)
+                if slope != 0:
+                    others[k] = float(np.sign(slope))
+        return others
+
     def _segment(self, t0, t1, x0, t_eval, last_crossing=None, ignored=frozenset()):
         """Integrate from t0 to t1 or the first trigger root; returns (x, t, outputs)."""
         if t1 <= t0:
@@ -401,7 +419,7 @@ class _EventIntegrator:
                 return self.atom_programs.evaluate(k, self.load(y), self.parameters, t)
             g.terminal = True
             # The atom that just crossed sits on its root: it may only cross back.
-            g.direction = -last_crossing[1] if last_crossing and last_crossing[0] == k else 0
+            g.direction = -last_crossing[k] if last_crossing and k in last_crossing else 0
             functions.append(g)
         jumps = self._jump_functions(t0, x0)
         y0 = self.state(x0)
