@@ -29,12 +29,13 @@ def _columns(network: Network) -> list[str]:
 
 def random_columns(network: Network) -> list[str]:
     """The columns (species, then rule outputs) that are random variables: every species,
-    and each output unless it is a parameter output whose formula reads no species in a
-    network without events (a fixed function of time and parameters, variance exactly 0)."""
+    and each output unless it is a parameter or compartment output whose formula reads no
+    species in a network without events (a fixed function of time and parameters,
+    variance exactly 0)."""
     species = set(network.species_ids)
     return list(network.species_ids) + [
         o.id for o in network.outputs
-        if o.kind != "parameter" or network.events
+        if o.kind not in ("parameter", "compartment") or network.events
         or {symbol.name for symbol in o.formula.free_symbols} & species]
 
 

@@ -539,9 +539,17 @@ class _Importer:
         pending_species = {}
         for species in self.model.getListOfSpecies():
             pending_species[species.getId()] = species
-        # Rules with rateOf are evaluated along the run only; a reaction id is its law.
+        # Rules with rateOf are evaluated along the run only; a reaction id is its law
+        # (evaluated only where a rule or an initial assignment reads it).
+        readers = list(self.rule_formulas.values()) + [
+            to_sympy(assignment.getMath(), assignment.getSymbol(), self.functions)
+            for assignment in self.model.getListOfInitialAssignments()
+            if assignment.getMath() is not None]
+        read = {symbol.name for formula in readers for symbol in formula.free_symbols}
+        rate_of = any(formula.has(RATE_OF) for formula in readers)  # may read any flux
+        laws = {rid: law for rid, law in self.law_formulas.items() if rid in read or rate_of}
         definitions = {variable: formula for variable, formula in
-                       {**self.law_formulas, **self.rule_formulas}.items()
+                       {**laws, **self.rule_formulas}.items()
                        if not formula.has(RATE_OF, DELAY)}
         for assignment in self.model.getListOfInitialAssignments():
             symbol = assignment.getSymbol()
@@ -555,6 +563,8 @@ class _Importer:
                 continue
             definitions[symbol] = formula
         drawn = {sympy.Symbol(pid) for pid in self.parameter_draws}
+        definitions = {symbol: formula for symbol, formula in definitions.items()
+                       if symbol not in self.law_formulas or not formula.free_symbols & drawn}
         for symbol, formula in definitions.items():
             if formula.free_symbols & drawn:
                 raise UnsupportedFeatureError(

@@ -24,6 +24,7 @@ import math
 import libsbml
 import sympy
 
+from ..distributions import RandomDraw
 from ..errors import InvalidSBMLError
 from ..network import TIME, Network
 
@@ -187,7 +188,7 @@ def check_network(network: Network) -> None:
     negative."""
     used = set()
     for expression in _expressions(network):
-        used |= {symbol.name for symbol in expression.free_symbols}
+        used |= {symbol.name for symbol in _without_draws(expression).free_symbols}
     for parameter in network.parameters:
         if parameter.id in used and not math.isfinite(parameter.value):
             raise InvalidSBMLError(
@@ -212,6 +213,7 @@ def check_network(network: Network) -> None:
                 f"the kinetic law of '{reaction.id}' uses {', '.join(map(repr, unknown))}, "
                 "which is not a species, parameter or compartment of the model")
     for element_id, expression in _named_expressions(network):
+        expression = _without_draws(expression)
         if any(expression.has(constant) for constant in _NOT_FINITE) or any(
                 not math.isfinite(float(number)) for number in expression.atoms(sympy.Float)):
             raise InvalidSBMLError(
@@ -237,3 +239,12 @@ def _named_expressions(network: Network):
 def _expressions(network: Network):
     return (expression for _, expression in _named_expressions(network)
             if isinstance(expression, sympy.Basic))
+
+
+def _without_draws(expression: sympy.Basic) -> sympy.Basic:
+    """``expression`` with each distrib draw replaced by a symbol: a draw's arguments
+    (infinite truncation bounds included) are checked by its sampler, not here."""
+    draws = expression.atoms(RandomDraw)
+    if not draws:
+        return expression
+    return expression.xreplace({draw: sympy.Dummy("draw") for draw in draws})

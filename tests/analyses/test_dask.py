@@ -74,9 +74,8 @@ def test_batch_one_task_per_model_with_limits_and_resume(tmp_path, client, birth
     models = tmp_path / "models"
     models.mkdir()
     (models / "good.xml").write_text(birth_death_sbml)
-    (models / "bad.xml").write_text(make_sbml({"X": 1}, []).replace(
-        "</model>", "<listOfRules><rateRule variable=\"X\"><math xmlns=\"http://www.w3.org/"
-        "1998/Math/MathML\"><cn>1</cn></math></rateRule></listOfRules></model>"))
+    (models / "bad.xml").write_text(make_sbml({"X": 1}, [("r", {"X": 1}, {}, "X")]).replace(
+        'fast="false"', 'fast="true"'))
     out = tmp_path / "out"
     options = dict(t_end=2, points=3, n_trajectories=20, seed=1, progress=False)
     # A limit no Python process can meet: the task stops its child and reports a timeout,

@@ -75,9 +75,8 @@ def test_batch_keeps_going_and_resumes(tmp_path, birth_death_sbml):
     good.parent.mkdir()
     good.write_text(birth_death_sbml)
     bad = tmp_path / "models" / "bad.xml"
-    bad.write_text(make_sbml({"X": 1}, []).replace(
-        "</model>", "<listOfRules><rateRule variable=\"X\"><math xmlns=\"http://www.w3.org/"
-        "1998/Math/MathML\"><cn>1</cn></math></rateRule></listOfRules></model>"))
+    bad.write_text(make_sbml({"X": 1}, [("r", {"X": 1}, {}, "X")]).replace(
+        'fast="false"', 'fast="true"'))
     out = tmp_path / "out"
     table = run_batch([good.parent], out, progress=False, t_end=2, points=3,
                       n_trajectories=20, seed=1)
@@ -143,10 +142,12 @@ def test_distrib_model_runs_the_ssa_and_names_what_others_refuse():
                      n_trajectories=200, seed=1)
     steps = report.tables["steps"].set_index("step")
     assert steps.loc["ssa", "status"] == "ok"
-    for refused, analysis in (("deterministic", "simulate_deterministic"), ("cme", "solve_cme")):
+    # Both refuse the draw in event E0 by name (the rate equations follow the clock t).
+    for refused, analysis, element in (("deterministic", "simulate_deterministic", "'E0'"),
+                                       ("cme", "solve_cme", "'E0'")):
         assert steps.loc[refused, "status"] == "unsupported"
         detail = steps.loc[refused, "detail"]
-        assert detail.startswith(f"{analysis} does not support") and "'t'" in detail
+        assert detail.startswith(f"{analysis} does not support") and element in detail
     draws = report.results["ssa"].states[:, 1:, 0] / report.network.species[0].molecules_per_unit
     assert draws.std() > 0  # fresh draws, not a constant
 
