@@ -127,6 +127,8 @@ class _EventIntegrator:
         self.time_atoms = np.array([_is_time_threshold_atom(a, network) for a in atoms],
                                    dtype=bool)
         self.trigger_functions = _boolean_functions(self.events, atoms)
+        self.time_scale = _trigger_time_scale(
+            [a for a, threshold in zip(atoms, self.time_atoms) if not threshold], network)
         self.thresholds = self.compiled.time_thresholds
         self.trigger_state = [e.initial_value for e in self.events]
         self.priority_programs = compile_expressions(
@@ -424,10 +426,14 @@ class _EventIntegrator:
         jumps = self._jump_functions(t0, x0)
         y0 = self.state(x0)
         t_eval = np.append(t_eval, t1)
+        # A trigger that reads time itself can cross between two long steps of a quiet
+        # state (semantic 00936: sin(10 t) < 0 under d/dt = 0): bound the step by the
+        # trigger's own time scale so that every sign change is seen.
+        max_step = min(self.time_scale, (t1 - t0) / 200) if self.time_scale else np.inf
         try:
             solution = solve_ivp(self.rhs, (t0, t1), y0, method=self.method, t_eval=t_eval,
                                  events=(functions + jumps) or None, rtol=self.rtol,
-                                 atol=self.atol)
+                                 atol=self.atol, max_step=max_step)
         except (ValueError, ZeroDivisionError, OverflowError) as error:
             raise ConvergenceError(f"the rate equations could not be integrated from t={t0}: "
                                    f"{error}") from None
@@ -501,6 +507,25 @@ def _model_scale(network: Network, species) -> float:
     except OptionsError:
         scale = species.molecules_per_unit
     return scale if np.isfinite(scale) and scale > 0 else 1.0
+
+
+def _trigger_time_scale(atoms, network: Network) -> float:
+    """The step bound that root-finding on trigger atoms reading ``time`` needs: an
+    eighth of the shortest half-period of a sine, cosine or tangent of time in them,
+    ``inf`` when they hold none (the segment's 1/200 bounds the step), and 0 when no
+    atom reads time (no bound)."""
+    timed = [a for a in atoms if TIME in a.free_symbols]
+    if not timed:
+        return 0.0
+    values = {sympy.Symbol(p): v for p, v in zip(network.parameter_ids,
+                                                  network.parameter_values)}
+    scale = np.inf
+    for atom in timed:
+        for node in atom.atoms(sympy.sin, sympy.cos, sympy.tan):
+            rate = sympy.diff(node.args[0], TIME).subs(values)
+            if rate.is_number and TIME not in rate.free_symbols and rate != 0:
+                scale = min(scale, np.pi / (8 * abs(float(rate))))
+    return scale
 
 
 def _is_time_threshold_atom(atom, network: Network) -> bool:

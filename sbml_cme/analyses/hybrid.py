@@ -46,9 +46,9 @@ from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
 from .draws import uniform as uniform_draw
 from .ensemble import local_blocks, numba_threads, thread_count
-from .ssa import (_OK, _NEGATIVE_COUNT, _NEGATIVE_PROPENSITY, _PENDING_CAPACITY,
+from .ssa import (_OK, _NEGATIVE_COUNT, _NEGATIVE_PROPENSITY, _PENDING_CAPACITY, MAX_EVENTS,
                   _burst_size, _draw_parameters, _process_events, _raise_failures, _record,
-                  trajectory_streams, whole_initial_counts)
+                  check_ensemble_work, trajectory_streams, whole_initial_counts)
 
 METHODS = {"auto": 0, "dopri5": 1, "rosenbrock": 2}
 
@@ -805,7 +805,7 @@ def simulate_hybrid(network: Network, times, *, n_trajectories: int = 1000,
                     seed: int | None = None, method: str = "auto", continuous=(),
                     partition: str | None = None, threshold: float = AUTO_THRESHOLD,
                     rtol: float = 1e-7, atol: float = 1e-9, n_jobs: int | None = None,
-                    progress: bool = False) -> EnsembleResult:
+                    progress: bool = False, max_events: float = MAX_EVENTS) -> EnsembleResult:
     """Exact hybrid (PDMP) simulation: jumps on the discrete species, ODEs in between.
 
     Parameters
@@ -831,6 +831,10 @@ def simulate_hybrid(network: Network, times, *, n_trajectories: int = 1000,
         Threads (default: all cores).
     progress : bool
         Show a progress bar over blocks of trajectories.
+    max_events : float
+        Work limit on jumps, as in :func:`~sbml_cme.analyses.ssa.simulate_ssa`: the
+        expected jumps (jump-channel propensities integrated along the rate equations)
+        times ``n_trajectories`` above it is refused with :class:`WorkLimitError`.
 
     Returns
     -------
@@ -853,6 +857,7 @@ def simulate_hybrid(network: Network, times, *, n_trajectories: int = 1000,
     if partition == "auto":
         network, _ = auto_partition(network, times, threshold)
     check_hybrid_support(network)
+    check_ensemble_work(_live_rate_constants(network), times, int(n_trajectories), max_events)
     reported = _reported(network)
     compiled = compile_network(_live_rate_constants(reported), random_draws=True)
     hybrid = _hybrid_data(network, rtol, atol, METHODS[method])

@@ -589,10 +589,24 @@ def check_ssa_support(network: Network) -> None:
                         if "<time>" in {s.name for s in r.rate_law.propensity().free_symbols})
         raise UnsupportedFeatureError(
             "a propensity that depends explicitly on time", reaction, analysis="simulate_ssa",
-            hint="Exact SSA needs propensities that change only when the state does; use "
-                 "simulate_deterministic, or model the time dependence with events.")
+            hint="The direct and tree methods need propensities that change only when the "
+                 "state does; method='auto' or 'hybrid' integrates the time-dependent "
+                 "hazard exactly.")
     check_time_in_triggers(network, "simulate_ssa")
     check_clock_readers(network)
+
+
+def needs_hybrid(network: Network) -> bool:
+    """True when the exact simulation of ``network`` integrates between jumps: a
+    continuous part, or propensities that change with time itself (an explicit ``time``
+    or a rate-rule parameter), whose hazard the hybrid kernel integrates exactly."""
+    if network.has_continuous_part or network.uses_time:
+        return True
+    try:
+        check_clock_readers(network)
+    except UnsupportedFeatureError:
+        return True
+    return False
 
 
 def check_clock_readers(network: Network) -> None:
@@ -607,7 +621,8 @@ def check_clock_readers(network: Network) -> None:
             raise UnsupportedFeatureError(
                 f"a kinetic law, assignment rule or output that reads the rate-rule parameter "
                 f"'{sorted(read)[0]}'", element, analysis="simulate_ssa",
-                hint="Rate-rule parameters may appear in event triggers and assignments only.")
+                hint="The direct and tree methods read rate-rule parameters in event triggers "
+                     "and assignments only; method='auto' or 'hybrid' follows them.")
 
 
 def whole_initial_counts(network: Network) -> np.ndarray:
@@ -693,8 +708,9 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         States in molecule counts at ``times``, shape (n_trajectories, n_times, n_columns).
     """
     network = network.with_outputs(outputs)
-    if method == "hybrid" or (method == "auto" and network.has_continuous_part):
-        return _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client)
+    if method == "hybrid" or (method == "auto" and needs_hybrid(network)):
+        return _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client,
+                                max_events)
     times = _check_times(times)
     if method not in {"auto", *METHODS}:
         raise OptionsError(f"method must be 'auto' or one of {sorted(METHODS)}, got "
@@ -731,7 +747,8 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
                                     "wall_time": wallclock.perf_counter() - started})
 
 
-def _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client):
+def _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, client,
+                     max_events):
     """``simulate_ssa`` of a network with a continuous part: the exact PDMP."""
     from .hybrid import simulate_hybrid  # hybrid builds on this module
 
@@ -739,12 +756,13 @@ def _simulate_hybrid(network, times, n_trajectories, seed, n_jobs, progress, cli
         raise OptionsError("the hybrid simulation (a network with a continuous part, or "
                            "method='hybrid') runs locally only; drop client=")
     return simulate_hybrid(network, times, n_trajectories=n_trajectories, seed=seed,
-                           n_jobs=n_jobs, progress=progress)
+                           n_jobs=n_jobs, progress=progress, max_events=max_events)
 
 
 def expected_events(network: Network, times, deterministic=None) -> float:
     """Expected reaction events of one SSA trajectory over ``times`` (n_times,): the total
-    propensity integrated along the rate equations, and never less than the initial
+    propensity (of the jump channels, when the network has a continuous part) integrated
+    along the rate equations, and never less than the initial
     total propensity times the time span (a model that starts quiet can fire millions of
     events once its species build up).
 
@@ -758,8 +776,10 @@ def expected_events(network: Network, times, deterministic=None) -> float:
     times = np.asarray(times, dtype=float)
     compiled = compile_network(network, random_draws=True)
     span = float(times[-1] - times[0])
+    jumps = network.jump_mask if network.has_continuous_part else slice(None)
     with np.errstate(all="ignore"):
-        estimate = float(np.sum(compiled.propensities(network.initial_counts, float(times[0]))))
+        estimate = float(np.sum(
+            compiled.propensities(network.initial_counts, float(times[0]))[jumps]))
         estimate *= span
     if not np.isfinite(estimate):
         return math.inf
@@ -772,7 +792,7 @@ def expected_events(network: Network, times, deterministic=None) -> float:
     if deterministic is not None and len(times) > 1:
         n_species = len(network.species)
         with np.errstate(all="ignore"):
-            along = [np.sum(compiled.propensities(counts[:n_species], float(t)))
+            along = [np.sum(compiled.propensities(counts[:n_species], float(t))[jumps])
                      for t, counts in zip(times, deterministic.counts)]
             estimate = max(estimate, float(np.trapezoid(along, times)))
     return estimate if np.isfinite(estimate) else math.inf

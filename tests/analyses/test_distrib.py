@@ -260,7 +260,7 @@ def test_rate_rules_other_than_clocks_are_a_continuous_part():
         sbml_cme.kinetics.refuse_continuous(network, "solve_cme")
 
 
-def test_propensity_reading_a_clock_is_refused_by_the_ssa():
+def test_propensity_reading_a_clock_is_refused_by_direct_and_handed_to_hybrid():
     species = ('\n      <species id="Y" compartment="C" initialAmount="0" '
                'hasOnlySubstanceUnits="true" boundaryCondition="false" constant="false"/>')
     reactions = """
@@ -275,5 +275,10 @@ def test_propensity_reading_a_clock_is_refused_by_the_ssa():
     network = sbml_cme.read_sbml_string(_model(_draw("normal", "<cn>0</cn>", "<cn>1</cn>"),
                                                extra_species=species, reactions=reactions))
     with pytest.raises(UnsupportedFeatureError, match="rate-rule parameter 't'") as error:
-        simulate_ssa(network, [0.0, 1.0], n_trajectories=2, seed=1)
+        simulate_ssa(network, [0.0, 1.0], n_trajectories=2, seed=1, method="direct")
     assert error.value.element_id == "clocked"
+    # The default method hands the clock-driven hazard to the hybrid kernel, which
+    # refuses this model's trigger on the clock by name.
+    with pytest.raises(UnsupportedFeatureError, match="simulate_hybrid.*'t'") as error:
+        simulate_ssa(network, [0.0, 1.0], n_trajectories=2, seed=1)
+    assert error.value.element_id == "E0"

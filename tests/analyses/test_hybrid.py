@@ -10,7 +10,7 @@ from scipy import integrate, stats
 from sbml_cme.analyses import simulate_ssa
 from sbml_cme.analyses.hybrid import METHODS, auto_partition, simulate_hybrid
 from sbml_cme.errors import OptionsError, UnsupportedFeatureError, InvalidNetworkError
-from sbml_cme.network import (TIME, Event, MassAction, Network, Parameter,
+from sbml_cme.network import (TIME, Event, Expression, MassAction, Network, Parameter,
                               RateRule, Reaction, Species)
 from conftest import pooled_chi_square, standardized_mean
 
@@ -53,6 +53,30 @@ def test_rate_rule_birth_rate_gives_the_poisson_law(method, n):
         mean = _poisson_mean(t)
         samples = result.states[:, index, 0]
         assert np.all(samples == np.round(samples))
+        support = np.arange(0, int(mean + 12 * np.sqrt(mean)))
+        _, _, p_value = pooled_chi_square(samples, support, stats.poisson.pmf(support, mean))
+        z = standardized_mean(samples.mean(), n, mean, np.sqrt(mean))
+        assert p_value > 1e-3 and abs(z) < 4, (t, p_value, z)
+
+
+def test_explicit_time_in_a_law_runs_exactly_through_simulate_ssa():
+    """The same Poisson law with k(t) written into the birth law itself (no rate rule):
+    simulate_ssa's default integrates the time-dependent hazard in the hybrid kernel,
+    where the direct method refuses."""
+    network = Network(
+        species=(Species("X", "cell", 0.0),),
+        reactions=(Reaction("birth", (), (("X", 1),),
+                            Expression(K0 * (1 + sympy.sin(OMEGA * TIME)))),
+                   _reaction("death", [("X", 1)], [], GAMMA)))
+    times = np.array([0.0, 0.5, 1.3, 2.0, 3.7])
+    with pytest.raises(UnsupportedFeatureError, match="depends explicitly on time"):
+        simulate_ssa(network, times, n_trajectories=2, seed=1, method="direct")
+    n = 2000
+    result = simulate_ssa(network, times, n_trajectories=n, seed=5)
+    assert result.method == "hybrid"
+    for index, t in enumerate(times[1:], start=1):
+        mean = _poisson_mean(t)
+        samples = result.states[:, index, 0]
         support = np.arange(0, int(mean + 12 * np.sqrt(mean)))
         _, _, p_value = pooled_chi_square(samples, support, stats.poisson.pmf(support, mean))
         z = standardized_mean(samples.mean(), n, mean, np.sqrt(mean))

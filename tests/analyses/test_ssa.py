@@ -89,11 +89,18 @@ def test_state_event_fires_after_crossing():
     assert np.all((x >= 5) == (y == 1))
 
 
-def test_time_dependent_propensity_is_refused():
+def test_time_dependent_propensity_is_refused_by_direct_and_integrated_by_auto():
     sbml = make_sbml({"X": 0}, [("birth", {}, {"X": 1}, "k * time")], parameters={"k": 1.0})
     network = sbml_cme.read_sbml_string(sbml)
-    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="birth"):
-        simulate_ssa(network, [0, 1], n_trajectories=2, seed=1)
+    for method in ("direct", "tree"):
+        with pytest.raises(sbml_cme.UnsupportedFeatureError, match="birth"):
+            simulate_ssa(network, [0, 1], n_trajectories=2, seed=1, method=method)
+    # X(2) is Poisson with mean int_0^2 k s ds = 2.
+    result = simulate_ssa(network, [0, 2], n_trajectories=4000, seed=1)
+    assert result.method == "hybrid"
+    samples = result.states[:, 1, 0]
+    assert abs(samples.mean() - 2.0) < 4 * np.sqrt(2.0 / 4000)
+    assert abs(samples.var() / 2.0 - 1.0) < 0.1
 
 
 def test_law_that_does_not_vanish_without_reactants_is_caught():

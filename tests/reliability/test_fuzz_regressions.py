@@ -41,3 +41,18 @@ def test_negative_rate_constant_stops_the_lna_on_its_budget():
 def test_a_relation_on_a_boolean_reads_it_as_a_number():
     """L3V2: true is 1 in numeric context, so gt(true, x) is a valid comparison."""
     sbml_cme.read_sbml(DATA / "relation_of_booleans.xml")
+
+
+def test_hybrid_run_on_mole_counts_is_refused_by_its_work_guard():
+    """Fuzz mutant 24 of seed 20261207 (semantic 00052: a rate-rule compartment and
+    species of 6e23 molecules) ran the hybrid simulation for hours: it now estimates the
+    jumps first and refuses, as the SSA does."""
+    import time
+    network = sbml_cme.read_sbml(Path(__file__).resolve().parents[1] / "data" / "semantic"
+                                 / "00052" / "00052-sbml-l3v2.xml")
+    assert network.has_continuous_part
+    started = time.perf_counter()
+    with pytest.raises(sbml_cme.WorkLimitError, match=r"about 4\.\d+e\+24"):
+        sbml_cme.simulate_ssa(network, np.linspace(0, 1, 5), n_trajectories=4, seed=1,
+                              max_events=20_000)
+    assert time.perf_counter() - started < 30
