@@ -365,10 +365,24 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"warning: {message}", file=file or sys.stderr)
 
 
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (a batch system's kill) acts as Ctrl-C: an ensemble keeps the blocks that
+    finished and the output files are written from them, marked partial."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     import warnings
 
     warnings.showwarning = _show_warning
+    _terminate_as_interrupt()
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

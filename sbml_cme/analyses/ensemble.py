@@ -7,8 +7,9 @@ seed gives the same ensemble on one core, on all cores, or on any number of Dask
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -150,6 +151,29 @@ def local_blocks(n_trajectories: int, block: int, progress: bool = False,
         from tqdm.auto import tqdm
         return tqdm(bounds, desc=description, unit="block")
     return bounds
+
+
+def run_until_interrupted(bounds: Iterable[tuple[int, int]],
+                          run: Callable[[int, int], None], n_trajectories: int) -> int:
+    """Call ``run(start, stop)`` for each block in order; returns the trajectories done.
+
+    A Ctrl-C (or SIGTERM, which the CLI turns into one) between blocks keeps the blocks
+    that finished: the count returned is their end, and a warning says the ensemble is
+    partial. Every trajectory owns its stream, so they are the first trajectories of
+    the full run, bit for bit. Interrupted before any block finished, it re-raises.
+    """
+    done = 0
+    try:
+        for start, stop in bounds:
+            run(start, stop)
+            done = stop
+    except KeyboardInterrupt:
+        if done == 0:
+            raise
+        warnings.warn(f"interrupted: the result holds the {done} of {n_trajectories} "
+                      "trajectories that finished (run_info['partial'] is True)",
+                      stacklevel=3)
+    return done
 
 
 def concatenate(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:

@@ -45,7 +45,7 @@ from ..network import Expression, MassAction, Network, Output
 from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
 from .draws import uniform as uniform_draw
-from .ensemble import local_blocks, numba_threads, thread_count
+from .ensemble import local_blocks, numba_threads, run_until_interrupted, thread_count
 from .ssa import (_OK, _NEGATIVE_COUNT, _NEGATIVE_PROPENSITY, _PENDING_CAPACITY, MAX_EVENTS,
                   _burst_size, _draw_parameters, _process_events, _raise_failures, _record,
                   check_ensemble_work, trajectory_streams, whole_initial_counts)
@@ -874,18 +874,24 @@ def simulate_hybrid(network: Network, times, *, n_trajectories: int = 1000,
     out = np.zeros((n_trajectories, len(times), n_columns))
     report = np.zeros((n_trajectories, 5))
     threads = thread_count(n_jobs)
+
+    def run(start, stop):
+        _ensemble(compiled.data, hybrid, compiled.event_trigger, compiled.event_delay,
+                  compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
+                  compiled.assignment_target, compiled.assignment_is_species,
+                  compiled.assignment_program, compiled.output_program,
+                  compiled.time_thresholds, random, x0, p0, times,
+                  streams[start:stop].copy(), out[start:stop], report[start:stop])
+
     with numba_threads(threads):
-        for start, stop in local_blocks(n_trajectories, _BLOCK, progress, "hybrid"):
-            _ensemble(compiled.data, hybrid, compiled.event_trigger, compiled.event_delay,
-                      compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
-                      compiled.assignment_target, compiled.assignment_is_species,
-                      compiled.assignment_program, compiled.output_program,
-                      compiled.time_thresholds, random, x0, p0, times,
-                      streams[start:stop].copy(), out[start:stop], report[start:stop])
+        done = run_until_interrupted(local_blocks(n_trajectories, _BLOCK, progress, "hybrid"),
+                                     run, int(n_trajectories))
+    out, report = out[:done], report[:done]
     _raise_hybrid_failures(network, report)
     return EnsembleResult(reported, times, out, report[:, 1].astype(np.int64), method="hybrid",
                           run_info={"algorithm": method, "seed": seed,
-                                    "n_trajectories": int(n_trajectories), "threads": threads,
+                                    "partial": done < n_trajectories,
+                                    "n_trajectories": done, "threads": threads,
                                     "rtol": rtol, "atol": atol,
                                     "ode_steps": int(report[:, 4].sum()),
                                     "continuous": list(network.continuous_species),

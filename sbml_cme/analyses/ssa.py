@@ -36,6 +36,7 @@ from ..results import EnsembleResult
 from .deterministic import _check_times
 from .draws import _xoshiro, sample
 from .ensemble import (concatenate, dask_blocks, local_blocks, map_blocks, numba_threads,
+                       run_until_interrupted,
                        task_may_use_parallel_kernel, thread_count)
 
 METHODS = {"direct": 0, "tree": 1}
@@ -735,14 +736,17 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
         out, report = concatenate(parts)
     else:
         with numba_threads(threads):
-            for start, stop in local_blocks(n_trajectories, _BLOCK, progress, "SSA"):
-                run_block(compiled, x0, times, streams[start:stop], METHODS[method],
-                          out[start:stop], report[start:stop])
+            done = run_until_interrupted(
+                local_blocks(n_trajectories, _BLOCK, progress, "SSA"),
+                lambda start, stop: run_block(compiled, x0, times, streams[start:stop],
+                                              METHODS[method], out[start:stop],
+                                              report[start:stop]), int(n_trajectories))
+        out, report = out[:done], report[:done]
     _raise_failures(network, report)
     return EnsembleResult(network, times, out, report[:, 1].astype(np.int64), method="ssa",
                           run_info={"algorithm": method, "method_reason": reason,
-                                    "seed": seed,
-                                    "n_trajectories": int(n_trajectories), "threads": threads,
+                                    "seed": seed, "partial": len(out) < n_trajectories,
+                                    "n_trajectories": len(out), "threads": threads,
                                     "dask": client is not None,
                                     "wall_time": wallclock.perf_counter() - started})
 

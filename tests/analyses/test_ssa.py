@@ -1,5 +1,6 @@
 """SSA against exact laws (THEORY.md section 2), reproducibility and errors."""
 
+import sys
 import numpy as np
 import pytest
 from scipy import stats
@@ -175,3 +176,30 @@ def test_auto_rule_follows_the_cost_model():
         assert f"{n_channels} channels, mean fan-out 4.0" in reason
     assert choose_method(compile_network(_ring(10)))[0] == "direct"
     assert choose_method(compile_network(_ring(1000)))[0] == "tree"
+
+
+@pytest.mark.parametrize("method", ["direct", "hybrid"])
+def test_interrupt_keeps_the_finished_trajectories(monkeypatch, method):
+    """A Ctrl-C between blocks returns the blocks that finished, marked partial: the
+    first trajectories of the full run, bit for bit."""
+    import sbml_cme.analyses.ensemble as ensemble
+    sbml = make_sbml({"X": 0}, [("birth", {}, {"X": 1}, "k"), ("death", {"X": 1}, {}, "g * X")],
+                     parameters={"k": 10.0, "g": 1.0})
+    network = sbml_cme.read_sbml_string(sbml)
+    full = simulate_ssa(network, [0, 1, 2], n_trajectories=200, seed=4, method=method)
+    original = ensemble.run_until_interrupted
+
+    def interrupted(bounds, run, n):
+        def run_then_stop(start, stop):
+            if start >= 128:
+                raise KeyboardInterrupt
+            run(start, stop)
+        return original(bounds, run_then_stop, n)
+
+    monkeypatch.setattr(sys.modules[f"sbml_cme.analyses.{'ssa' if method == 'direct' else 'hybrid'}"],
+                        "run_until_interrupted", interrupted)
+    with pytest.warns(UserWarning, match="128 of 200 trajectories"):
+        partial = simulate_ssa(network, [0, 1, 2], n_trajectories=200, seed=4, method=method)
+    assert partial.run_info["partial"] and partial.n_trajectories == 128
+    assert not full.run_info["partial"]
+    np.testing.assert_array_equal(partial.states, full.states[:128])
