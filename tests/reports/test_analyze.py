@@ -66,7 +66,10 @@ def test_unsupported_methods_are_reported_not_raised(tmp_path):
                               parameters={"k": 1.0}))
     report = analyze(path, t_end=2, points=3, n_trajectories=10, seed=1)
     steps = report.tables["steps"].set_index("step")
-    assert steps.loc["ssa", "status"] == "unsupported"
+    assert steps.loc["lna", "status"] == "unsupported"  # no steady state: explicit time
+    assert "explicitly on time" in steps.loc["lna", "detail"]
+    # The SSA integrates the time-dependent hazard (the hybrid kernel).
+    assert steps.loc["ssa", "status"] == "ok"
     assert steps.loc["deterministic", "status"] == "ok"
 
 
