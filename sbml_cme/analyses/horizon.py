@@ -11,6 +11,8 @@ evaluations in all) and stops at the first that shows either
   5 % of its range. The horizon is the first peak plus ``N_PERIODS`` periods (the median
   of the last three peak spacings).
 
+Scheduled event times (triggers on ``time``) are covered: probes start at twice the last
+one, and the settling time is at least the last one.
 Horizons are rounded up to 1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 7 or 8 times a power of ten.
 When the probe fails (no deterministic limit, a solver error, the budget spent, a state
 that never changes, neither behaviour by ``MAX_T_END``) the horizon is ``DEFAULT_T_END``
@@ -25,6 +27,7 @@ import numpy as np
 
 from ..errors import SbmlCmeError
 from ..network import Network
+from ..kinetics import compile_network
 from .deterministic import simulate_deterministic
 
 #: The horizon used when the probe cannot choose one (the old fixed default).
@@ -88,7 +91,14 @@ def choose_horizon(network: Network, *, max_evaluations: int = PROBE_EVALUATIONS
         Never raises for a model the probe cannot read: it falls back to
         ``DEFAULT_T_END`` with the reason.
     """
-    horizon, spent, refinements = DEFAULT_T_END, 0, 0
+    try:
+        switches = compile_network(network).time_thresholds
+    except SbmlCmeError as error:
+        return _default(f"the deterministic probe cannot compile the model ({error})", 0)
+    switches = switches[switches <= max_t_end]
+    last_switch = float(switches[-1]) if len(switches) else 0.0
+    horizon = min(max(DEFAULT_T_END, 2 * last_switch), max_t_end)
+    spent, refinements = 0, 0
     while True:
         try:
             result = simulate_deterministic(network, np.linspace(0.0, horizon, PROBE_POINTS),
@@ -103,16 +113,20 @@ def choose_horizon(network: Network, *, max_evaluations: int = PROBE_EVALUATIONS
             return _default(f"the deterministic probe to t={horizon:g} is not finite", spent)
         settle = settling_time(result.times, counts)
         if settle is not None:
-            if settle == 0.0:
+            if settle == 0.0 and last_switch == 0.0:
                 return _default("the deterministic state does not change", spent)
-            if settle < horizon / 8 and refinements < 3:  # grid too coarse: probe closer
-                horizon, refinements = 4 * settle, refinements + 1
+            closer = max(4 * settle, 2 * last_switch)
+            if closer < horizon / 2 and refinements < 3:  # grid too coarse: probe closer
+                horizon, refinements = closer, refinements + 1
                 continue
+            settle = max(settle, last_switch)  # the last scheduled event is shown
             t_end = nice_ceiling(1.5 * settle)
             return Horizon(t_end, "relaxation", settle,
                            f"the deterministic state settles within {SETTLE_TOLERANCE:.0%} "
-                           f"of its steady state by t={settle:.3g}; t_end = 1.5 x that, "
-                           f"rounded up: {t_end:g}", spent)
+                           f"of its steady state by t={settle:.3g}"
+                           + (f" (last scheduled event at t={last_switch:.3g})"
+                              if last_switch else "")
+                           + f"; t_end = 1.5 x that, rounded up: {t_end:g}", spent)
         oscillation = oscillation_period(result.times, counts)
         if oscillation is not None:
             first, period = oscillation

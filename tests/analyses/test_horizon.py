@@ -54,6 +54,17 @@ def test_birth_death_horizon_is_a_few_relaxation_times(death_rate):
     assert horizon.evaluations < 2_000
 
 
+def test_a_scheduled_event_is_inside_the_horizon():
+    network = sbml_cme.read_sbml_string(make_sbml(
+        {"X": 0}, [("birth", {}, {"X": 1}, "k"), ("death", {"X": 1}, {}, "d * X")],
+        parameters={"k": 10.0, "d": 1.0}, events=[("pulse", "time >= 50", {"k": "20"})]))
+    horizon = choose_horizon(network)
+    # settled at 4.6 before the pulse; after it X goes 10 -> 20, within 1 % by 50 + ln(100)
+    assert horizon.kind == "relaxation" and "last scheduled event at t=50" in horizon.reason
+    assert horizon.time_scale == pytest.approx(50 + np.log(100), rel=0.02)
+    assert horizon.t_end == nice_ceiling(1.5 * horizon.time_scale) == 100
+
+
 def test_models_without_a_time_scale_fall_back_to_the_default_and_say_why():
     growth = sbml_cme.read_sbml_string(make_sbml({"X": 0}, [("birth", {}, {"X": 1}, "k")],
                                                  parameters={"k": 10.0}))
