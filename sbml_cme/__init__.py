@@ -17,6 +17,7 @@ from .network import (Burst, Compartment, Event, Expression, MassAction, Network
 from .delays import with_delay
 from .analyses import (simulate_cle, simulate_deterministic, simulate_ssa, solve_cme,
                        solve_lna, stationary_cme)
+from .analyses.horizon import Horizon, choose_horizon
 from .analyses.hybrid import auto_partition, simulate_hybrid
 from .analyses.noise import ExtrinsicNoiseResult, NoiseSummary, extrinsic_noise, noise_summary
 from .analyses.structure import StructureResult, analyze_structure, product_form_stationary
@@ -33,7 +34,8 @@ __all__ = [
     "InvalidNetworkError", "OptionsError", "AnalysisError", "StateSpaceTooLargeError",
     "TruncationError", "ConvergenceError", "NotComplexBalancedError", "WorkLimitError",
     "simulate_ssa", "simulate_hybrid", "auto_partition", "solve_cme", "stationary_cme", "solve_lna", "simulate_cle",
-    "simulate_deterministic", "analyze", "Report", "crosscheck", "tellurium_reference",
+    "simulate_deterministic", "choose_horizon", "Horizon",
+    "analyze", "Report", "crosscheck", "tellurium_reference",
     "analyze_structure", "product_form_stationary", "StructureResult",
     "noise_summary", "extrinsic_noise", "NoiseSummary", "ExtrinsicNoiseResult",
 ]

@@ -231,7 +231,8 @@ def cmd_analyze(args) -> int:
     paths = report.write(args.out)
     print(report.summary())
     html = next((path for path in paths if path.name == "report.html"), None)
-    print(f"wrote {len(paths)} files to {args.out}; open the report: {html}")
+    print(f"wrote {len(paths)} files to {args.out}; open the report: "
+          f"{html.resolve() if html else None}")
     return EXIT_CHECK_FAILED if report.crosscheck_passed() is False else EXIT_OK
 
 
@@ -341,7 +342,11 @@ def build_parser() -> argparse.ArgumentParser:
     timed(check)
     check.add_argument("--out", help="CSV file (default: standard output)")
     analyze = model_command("analyze", cmd_analyze, "run every analysis; write tables to DIR")
-    timed(analyze)
+    analyze.add_argument("--t-end", type=float, default=None,
+                         help="horizon (default: from the model's time scales, the "
+                              "relaxation to steady state or 5 periods of an oscillation)")
+    analyze.add_argument("--points", type=int, default=51,
+                         help="output points from 0 to T inclusive")
     ensemble(analyze)
     analyze.add_argument("--out", required=True, metavar="DIR")
     analyze.add_argument("--dask-scheduler", metavar="ADDRESS",

@@ -83,7 +83,8 @@ def simulate_deterministic(network: Network, times, *, method: str = "LSODA",
     return DeterministicResult(network, times, states, run_info={
         "method": method, "rtol": rtol, "atol": atol,
         "wall_time": wallclock.perf_counter() - started,
-        "events_fired": integrator.events_fired})
+        "events_fired": integrator.events_fired,
+        "evaluations": max_evaluations - integrator.evaluations_left})
 
 
 def _check_times(times) -> np.ndarray:

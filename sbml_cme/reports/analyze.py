@@ -30,6 +30,7 @@ from .. import __version__
 from ..analyses.cle import default_step, simulate_cle
 from ..analyses.cme import solve_cme, stationary_cme
 from ..analyses.deterministic import simulate_deterministic
+from ..analyses.horizon import choose_horizon
 from ..analyses.noise import PAIR_COLUMNS, SUMMARY_COLUMNS, noise_summary
 from ..analyses.ssa import expected_events, simulate_ssa
 from ..analyses.structure import analyze_structure, product_form_stationary
@@ -174,6 +175,9 @@ class Report:
         steps = self.tables["steps"]
         lines = [f"{self.model}: {len(self.network.species)} species, "
                  f"{len(self.network.reactions)} reaction channels"]
+        if "t_end" in self.run_info:
+            lines.append(f"  t_end = {self.run_info['t_end']:g}: "
+                         f"{self.run_info.get('t_end_reason', '')}")
         for row in steps.itertuples():
             lines.append(f"  {row.step:<14} {row.status:<11} {row.seconds:7.2f} s  {row.detail}")
         ran = steps[steps.status == "ok"]
@@ -197,7 +201,7 @@ class Report:
         return None if rows.empty else bool((rows.verdict == "agree").all())
 
 
-def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
+def analyze(model: str | os.PathLike, *, methods="auto", t_end: float | None = None,
             points: int = 51, n_trajectories: int = 1000, seed: int | None = None,
             progress: bool = False, client=None, **read_options) -> Report:
     """Run every analysis that fits ``model`` (an SBML file) and compare them.
@@ -208,8 +212,12 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
         SBML file.
     methods : "auto" or iterable of str
         Methods to try, from ``ALL_METHODS``; "auto" chooses (recorded in ``choices``).
-    t_end, points : float, int
-        Output times ``linspace(0, t_end, points)`` in model time units.
+    t_end, points : float or None, int
+        Output times ``linspace(0, t_end, points)`` in model time units. ``t_end=None``
+        picks the horizon from the model's time scales
+        (:func:`~sbml_cme.analyses.horizon.choose_horizon`: the relaxation to steady
+        state or a few periods of an oscillation, else 10); the choice and its reason
+        are in ``run_info`` (``t_end``, ``t_end_reason``) and the ``horizon`` step.
     n_trajectories : int
         Ensemble size of the SSA and CLE (the SSA's is reduced to fit the event budget).
     seed : int, optional
@@ -222,7 +230,7 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
     wanted = _wanted_methods(methods)
     if seed is None:
         seed = int(np.random.SeedSequence().entropy % (2**63))
-    times = output_times(t_end, points)
+    output_times(1.0 if t_end is None else t_end, points)  # bad options fail before work
     started = wallclock.perf_counter()
     network = read_sbml(model, **read_options)  # an import failure is the caller's error
     runner = _Runner(wanted)
@@ -230,6 +238,8 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
                          "seconds": wallclock.perf_counter() - started,
                          "detail": f"{len(network.species)} species, "
                                    f"{len(network.reactions)} channels"})
+    t_end, t_end_reason = _horizon(network, t_end, runner)
+    times = output_times(t_end, points)
     report = Report(model=str(model), network=network)
     report.tables["conversion"] = network.conversion_table()
     report.tables["species"] = network.summary_frames()["species"]
@@ -296,11 +306,25 @@ def analyze(model: str | os.PathLike, *, methods="auto", t_end: float = 10.0,
                                             columns=["method", "chosen", "reason"])
     report.tables["steps"] = pd.DataFrame(runner.steps)
     report.run_info = {"package_version": __version__, "model": str(model), "seed": seed,
-                       "t_end": t_end, "points": points,
+                       "t_end": t_end, "t_end_reason": t_end_reason, "points": points,
                        "n_trajectories_requested": n_trajectories,
                        "read_options": read_options, "methods": methods,
                        "wall_time": wallclock.perf_counter() - started}
     return report
+
+
+def _horizon(network: Network, t_end: float | None, runner: "_Runner") -> tuple[float, str]:
+    """(t_end, why): the one given, or the probe's choice, recorded as the horizon step."""
+    if t_end is not None:
+        return float(t_end), "given (t_end)"
+    started = wallclock.perf_counter()
+    horizon = choose_horizon(network)
+    reason = f"auto: {horizon.reason}"
+    runner.steps.append({"step": "horizon", "status": "ok",
+                         "seconds": wallclock.perf_counter() - started,
+                         "detail": f"t_end = {horizon.t_end:g} ({horizon.kind}; probe of "
+                                   f"{horizon.evaluations} evaluations)"})
+    return horizon.t_end, reason
 
 
 def output_times(t_end: float, points: int) -> np.ndarray:

@@ -168,5 +168,33 @@ def test_analyze_names_its_report_and_writes_plain_run_info(model_file, tmp_path
                  "--no-progress"]) == 0
     assert capsys.readouterr().out.strip().endswith(str(out / "report.html"))
     info = pd.read_csv(out / "run_info.csv").set_index("name").value
-    assert info["methods"] == "auto"
+    assert info["methods"] == "auto" and info["read_options"] != info["read_options"]  # NaN
+    assert not any(str(v).startswith(("'", '"', "{", "[")) for v in info.dropna())
     assert not list(out.glob(".*partial*"))  # no temporary file left behind
+
+
+def test_analyze_picks_its_horizon_and_an_explicit_t_end_wins(model_file, tmp_path, capsys,
+                                                              monkeypatch):
+    monkeypatch.chdir(tmp_path)  # a relative --out: the report is still named in full
+    assert main(["analyze", str(model_file), "--points", "3", "--trajectories", "20",
+                 "--seed", "1", "--out", "auto", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].endswith(f"open the report: {tmp_path / 'auto' / 'report.html'}")
+    # birth-death, d = 1: settles to 1 % by ln(100) = 4.6, horizon 1.5 x that rounded up
+    assert any(line.strip().startswith("t_end = 7: auto: the deterministic state settles")
+               for line in lines)
+    info = pd.read_csv(tmp_path / "auto" / "run_info.csv").set_index("name").value
+    assert float(info["t_end"]) == 7 and info["t_end_reason"].startswith("auto: ")
+    steps = pd.read_csv(tmp_path / "auto" / "steps.csv").set_index("step")
+    assert steps.loc["horizon", "detail"].startswith("t_end = 7 (relaxation")
+    assert pd.read_csv(tmp_path / "auto" / "deterministic.csv").time.max() == 7
+    assert "t_end = 7: auto" in (tmp_path / "auto" / "report.html").read_text()
+
+    assert main(["analyze", str(model_file), "--t-end", "2", "--points", "3",
+                 "--trajectories", "20", "--seed", "1", "--out", "given",
+                 "--no-progress"]) == 0
+    assert "t_end = 2: given" in capsys.readouterr().out
+    info = pd.read_csv(tmp_path / "given" / "run_info.csv").set_index("name").value
+    assert float(info["t_end"]) == 2 and info["t_end_reason"] == "given (t_end)"
+    assert "horizon" not in set(pd.read_csv(tmp_path / "given" / "steps.csv").step)
+    assert pd.read_csv(tmp_path / "given" / "deterministic.csv").time.max() == 2
