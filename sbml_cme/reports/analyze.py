@@ -46,8 +46,9 @@ SSA_EVENT_BUDGET = 5e7
 CME_STATE_BUDGET = 200_000
 #: Copy number from which the CLE is added (its Gaussian increments are then accurate).
 HIGH_COPY = 1000.0
-#: CLE steps (trajectories x steps) analyze may spend (a few tens of seconds).
-CLE_STEP_BUDGET = 2e7
+#: CLE steps (trajectories x steps) analyze may spend (about 30 s at ~1.3e5 steps/s on a
+#: shared core, the repressilator over its automatic horizon of 700).
+CLE_STEP_BUDGET = 4e6
 #: Smallest CLE ensemble worth reporting; the CLE is skipped when fewer fit the budget.
 MIN_CLE_TRAJECTORIES = 20
 #: Family-wise false-alarm rate of each statistical comparison over all its time points.
