@@ -18,7 +18,7 @@
 
 Time is ``run_info["wall_time"]`` (the simulation only), after a warm-up call that loads
 the cached numba kernels. Usage:
-``python benchmarks/hybrid_speed.py [--quick] [--teusink] [--gillespy2]``.
+``python benchmarks/hybrid_speed.py [--quick] [--teusink [--rtol 1e-5]] [--gillespy2]``.
 """
 
 from __future__ import annotations
@@ -140,6 +140,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--teusink", action="store_true",
                         help="only BIOMD0000000064 + a gene module, 100 trajectories")
+    parser.add_argument("--rtol", type=float, default=1e-7,
+                        help="simulate_hybrid's relative ODE tolerance for --teusink")
     parser.add_argument("--gillespy2", action="store_true",
                         help="only the telegraph beside GillesPy2's TauHybridSolver")
     options = parser.parse_args()
@@ -148,7 +150,7 @@ def main() -> None:
     print(f"python {platform.python_version()}, {platform.machine()}, n={n}, T=50")
     if options.teusink:
         run("teusink+gene (hybrid)", simulate_hybrid, teusink_gene(), np.linspace(0, 10, 11),
-            100, None, partition="auto", continuous=["BPG"])
+            100, None, partition="auto", continuous=["BPG"], rtol=options.rtol)
         return
     if options.gillespy2:
         ours = run("telegraph (hybrid)", simulate_hybrid, telegraph(True), times, n, 1)
