@@ -192,6 +192,15 @@ def _signed_channels(reaction: _SbmlReaction, propensity,
     """
     rid, reactants, products = reaction.id, reaction.reactants, reaction.products
     split = _sign_definite_split(propensity, context)
+    if split is not None and (
+            _max_vanishes_where_split_does_not(split[0] / split[2], propensity, reactants,
+                                               context) or
+            _max_vanishes_where_split_does_not(split[1] / split[2], -propensity, products,
+                                               context)):
+        # A term filed under the wrong side (BIOMD0000000007: kwee = Vw'(1 - Wee1) + Vw
+        # Wee1 puts -Vw' Wee1 G2K backward, where PG2 -> G2K must stop at PG2 = 0): the
+        # channel would fire without its reactants, where max(-v, 0) does not.
+        split = None
     if split is None:
         v = propensity
         terms = (f"v = {_show(v)}: no sign-definite split (the sign of D or of a term of N "
@@ -220,6 +229,42 @@ def _signed_channels(reaction: _SbmlReaction, propensity,
                                              f"general ({direction} part of a signed law)",
                                              context))
     return channels
+
+
+def _max_vanishes_where_split_does_not(channel, law, side, context: LawContext,
+                                       n_probes: int = 64) -> bool:
+    """Whether the split ``channel`` fires without the species consumed on ``side``
+    (a list of (species id, stoichiometry)) at some probed state where ``max(law, 0)``
+    does not, and ``max(law, 0)`` vanishes at every probe (random counts 0..50, the
+    side's consumed species at 0, fixed seed; boundary and constant species never run
+    out). Then the max fallback is the channel that stops when its reactants run out."""
+    fixed = {sp.id for sp in context.species if sp.boundary or sp.constant}
+    empty = [sid for sid, stoichiometry in side if stoichiometry > 0 and sid not in fixed]
+    if not empty:
+        return False
+    values = {symbol: sympy.Float(value) for symbol, value in context.parameter_values.items()
+              if symbol.name in context.constant_parameter_ids}
+    symbols = [sympy.Symbol(sid) for sid in context.species_ids]
+    try:
+        functions = [sympy.lambdify(symbols, f.xreplace(values), "numpy")
+                     for f in (channel, law)]
+    except (TypeError, ValueError, SyntaxError):
+        return False
+    rng = np.random.default_rng(0)
+    index = {sid: k for k, sid in enumerate(context.species_ids)}
+    split_fires = False
+    with np.errstate(all="ignore"):
+        for _ in range(n_probes):
+            counts = rng.integers(0, 51, len(symbols)).astype(float)
+            counts[[index[sid] for sid in empty if sid in index]] = 0.0
+            try:
+                split_value, law_value = (float(f(*counts)) for f in functions)
+            except (TypeError, ValueError, ZeroDivisionError, OverflowError, NameError):
+                return False
+            if law_value > 0:
+                return False
+            split_fires |= split_value > 0
+    return split_fires
 
 
 def _sign_definite_split(propensity, context: LawContext):

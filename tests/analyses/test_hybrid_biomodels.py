@@ -7,8 +7,10 @@ sd_eff is the sample sd, at least one molecule for a discrete species: a count w
 is below one molecule can be 0 in every trajectory, and a sample sd of 0 then is a
 sampling artefact, not an error bar. Assignment-rule outputs (sums of species) are not
 checked separately. Substance units and horizons are chosen so copy
-numbers are large (near-deterministic) and each run stays a few seconds; see docs/hybrid.md
-(BIOMD0000000007 is not here: docs/hybrid.md says why).
+numbers are large (near-deterministic) and each run stays a few seconds; see docs/hybrid.md.
+BIOMD0000000007 runs since its Cdc2Phos law (kwee = Vw'(1 - Wee1) + Vw Wee1) falls back to
+max(v, 0) / max(-v, 0): the term split had put -Vw' Wee1 G2K in the backward channel,
+which fired without PG2.
 """
 
 from pathlib import Path
@@ -28,6 +30,7 @@ MODELS = Path(__file__).resolve().parents[2] / "models" / "biomodels"
 #: id, read options, horizon, n_trajectories, simulate_hybrid options
 CASES = [
     ("BIOMD0000000006", {}, 10.0, 4, {}),
+    ("BIOMD0000000007", {"substance_unit": 1e3}, 10.0, 20, {}),
     ("BIOMD0000000252", {}, 10.0, 4, {}),
     ("BIOMD0000000317", {"substance_unit": 200.0}, 10.0, 100, {}),
     ("BIOMD0000000140", {"substance_unit": 1e4}, 10.0, 40, {}),
