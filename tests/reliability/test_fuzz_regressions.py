@@ -1,5 +1,6 @@
 """Every failure the fuzzer found is a regression test (tests/data/fuzz/README.md)."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -56,3 +57,24 @@ def test_hybrid_run_on_mole_counts_is_refused_by_its_work_guard():
         sbml_cme.simulate_ssa(network, np.linspace(0, 1, 5), n_trajectories=4, seed=1,
                               max_events=20_000)
     assert time.perf_counter() - started < 30
+
+
+@pytest.mark.parametrize("name, text", [
+    ("rateof_without_argument", "initialAssignment of 'p2' .*'rateOf' with 0 argument"),
+    ("empty_math_in_model_definition", "kineticLaw of 'J0' .*an empty <math>"),
+    ("empty_math_in_comp_submodel", "kineticLaw of 'J0' .*an empty <math>"),
+])
+def test_math_that_crashed_libsbml_validator_is_refused(name, text):
+    """libsbml's consistency check segfaulted on these; the read runs in a subprocess so
+    that a regression fails this test instead of killing the test session."""
+    import subprocess
+    import sys
+    script = ("import sbml_cme, sys\n"
+              "try:\n"
+              f"    sbml_cme.read_sbml({str(DATA / (name + '.xml'))!r})\n"
+              "except sbml_cme.InvalidSBMLError as error:\n"
+              "    print(error)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert re.search(text, done.stdout), done.stdout
