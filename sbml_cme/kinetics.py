@@ -14,6 +14,7 @@ Arrays are read-only once built; :func:`compile_network` caches by network hash.
 from __future__ import annotations
 
 import math
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import NamedTuple
@@ -688,28 +689,102 @@ def _time_thresholds(network: Network, parameter_values: dict) -> np.ndarray:
 
 
 def check_time_in_triggers(network: Network, analysis: str) -> None:
-    """Raise unless time enters every trigger only as ``time <op> constant``.
+    """Raise unless every trigger comparison that reads time reads nothing else that
+    changes: only time and constant parameters.
 
-    Such triggers can change value only at fixed thresholds (found by
-    ``_time_thresholds``) or when the state changes, so checking them at reaction
-    firings and at the thresholds is exact.
+    Such a comparison can change value only at fixed times (``_time_thresholds`` solves
+    polynomial ones exactly, :func:`trigger_crossings` finds the others), and the rest of
+    the trigger only when the state changes, so checking triggers at reaction firings
+    and at those times is exact.
     """
     fixed = set(network.parameter_ids) - variable_parameters(network)
     for event in network.events:
-        thresholds = {r: sympy.true for r in event.trigger.atoms(sympy.Rel)
-                      if TIME in r.free_symbols and _is_time_threshold(r, fixed)}
-        if TIME in event.trigger.xreplace(thresholds).free_symbols:
+        timed = {r: sympy.true for r in event.trigger.atoms(sympy.Rel)
+                 if _reads_only_time(r, fixed)}
+        if TIME in event.trigger.xreplace(timed).free_symbols:
             raise UnsupportedFeatureError(
-                "an event trigger that depends on time other than through 'time >= t0'",
-                event.id, analysis=analysis,
-                hint="Use the deterministic solver, or rewrite the trigger.")
+                "an event trigger comparison that reads both time and the state (or a "
+                "parameter that changes)", event.id, analysis=analysis,
+                hint="simulate_deterministic runs it; or rewrite the trigger so that each "
+                     "comparison reads either time and constants, or the state.")
 
 
-def _is_time_threshold(relation, fixed_parameters: set[str]) -> bool:
-    difference = sympy.expand(relation.lhs - relation.rhs)
-    if not difference.is_polynomial(TIME) or sympy.degree(difference, TIME) != 1:
-        return False
-    return all(s == TIME or s.name in fixed_parameters for s in difference.free_symbols)
+def _reads_only_time(relation, fixed_parameters: set[str]) -> bool:
+    symbols = relation.free_symbols
+    return TIME in symbols and all(s == TIME or s.name in fixed_parameters for s in symbols)
+
+
+#: Grid of the scan for trigger crossings: start, and the finest before refusing.
+_SCAN_POINTS, _SCAN_LIMIT = 2 ** 12, 2 ** 22
+
+
+def trigger_crossings(network: Network, t_start: float, t_end: float) -> np.ndarray:
+    """Times in (t_start, t_end] at which a trigger comparison on a non-polynomial
+    function of time (``sin(10 time) < 0``, a piecewise rule of time) changes value, sorted.
+
+    Each time is the first at which the comparison has its new value, to 1e-13 relative,
+    so that a trigger evaluated there sees the change. The comparison's truth is scanned on
+    a grid that is refined 4-fold until the number of changes is the same on two
+    successive grids, then each change is bisected. Polynomial comparisons are solved
+    exactly by ``_time_thresholds``. Raises UnsupportedFeatureError when a comparison
+    changes faster than a grid of 4 million points resolves.
+    """
+    fixed = set(network.parameter_ids) - variable_parameters(network)
+    values = {sympy.Symbol(p.id): p.value for p in network.parameters}
+    crossings: set[float] = set()
+    for event in network.events:
+        for relation in event.trigger.atoms(sympy.Rel):
+            if not _reads_only_time(relation, fixed) or \
+                    sympy.expand(relation.lhs - relation.rhs).is_polynomial(TIME):
+                continue
+            crossings.update(_truth_changes(relation.xreplace(values), float(t_start),
+                                            float(t_end), event.id))
+    return np.array(sorted(crossings), dtype=float)
+
+
+def _truth_changes(relation, t_start: float, t_end: float, element: str) -> list[float]:
+    """Where the truth of ``relation`` (a function of time only) changes in (t_start, t_end]."""
+    function = sympy.lambdify(TIME, relation, "numpy")
+
+    def truth(t):
+        with np.errstate(all="ignore"):
+            return np.broadcast_to(np.asarray(function(t), dtype=bool), np.shape(t))
+
+    points, counted = _SCAN_POINTS, -1
+    while True:
+        grid = np.linspace(t_start, t_end, points + 1)
+        value = truth(grid)
+        changes = np.flatnonzero(value[1:] != value[:-1])
+        if len(changes) == counted:
+            break
+        if points >= _SCAN_LIMIT:
+            raise UnsupportedFeatureError(
+                f"a trigger comparison on time ({relation}) that changes more often than a "
+                f"scan of {_SCAN_LIMIT:,} points over [{t_start:g}, {t_end:g}] resolves",
+                element, hint="Shorten the time span or use simulate_deterministic.")
+        points, counted = 4 * points, len(changes)
+    low, high = grid[changes], grid[changes + 1]
+    before = value[changes]
+    for _ in range(200):
+        middle = 0.5 * (low + high)
+        open_ = (high - low > 1e-13 * np.maximum(np.abs(high), 1.0)) & (middle > low) & \
+            (middle < high)
+        if not open_.any():
+            break
+        unchanged = truth(middle) == before
+        low = np.where(open_ & unchanged, middle, low)
+        high = np.where(open_ & ~unchanged, middle, high)
+    return high.tolist()
+
+
+def with_trigger_crossings(compiled: "CompiledNetwork", times) -> "CompiledNetwork":
+    """``compiled`` with the :func:`trigger_crossings` of ``times``' span added to its
+    ``time_thresholds`` (the times at which the kernels check triggers)."""
+    crossings = trigger_crossings(compiled.network, times[0], times[-1])
+    if not len(crossings):
+        return compiled
+    return dataclasses.replace(
+        compiled, time_thresholds=np.union1d(compiled.time_thresholds, crossings))
 
 
 # -- random draws and clocks (simulate_ssa) ------------------------------------------------------

@@ -40,7 +40,7 @@ from scipy.integrate import solve_ivp
 from ..errors import (AnalysisError, ConvergenceError, OptionsError, StateSpaceTooLargeError,
                       TruncationError, UnsupportedFeatureError)
 from ..kinetics import (KernelData, channel_propensity, compile_expressions, compile_network,
-                       net_rates, refuse_randomness, run_program)
+                       net_rates, refuse_randomness, run_program, with_trigger_crossings)
 from ..network import TIME, Network
 from ..results import CMEResult
 from .deterministic import _check_times, simulate_deterministic
@@ -1188,7 +1188,8 @@ def _event_schedule(network: Network, compiled, t0: float, t_end: float):
                                            for e in network.events], "delay")
     p = network.parameter_values
     x = network.initial_counts
-    checkpoints = sorted({t0, *[t for t in compiled.time_thresholds if t0 <= t <= t_end]})
+    switches = with_trigger_crossings(compiled, [t0, t_end]).time_thresholds
+    checkpoints = sorted({t0, *[t for t in switches if t0 <= t <= t_end]})
     state = [bool(e.initial_value) for e in network.events]
     schedule = []
     for t in checkpoints:
@@ -1214,6 +1215,12 @@ def _apply_event(compiled, event_index, states, probabilities, parameters, t):
     for k, (target, _) in enumerate(event.assignments):
         if target in network.species_index:
             values = np.array([programs.evaluate(k, s, parameters, t) for s in states])
+            if not np.all(np.abs(values) < 2.0 ** 53):
+                raise UnsupportedFeatureError(
+                    f"an event that assigns '{target}' a count of {np.max(np.abs(values)):.3g}"
+                    " molecules, beyond the exact integers of the state space", event.id,
+                    analysis="solve_cme", hint="Use simulate_deterministic, or read the "
+                    "model with substance_unit= so that counts stay small.")
             new_states[:, network.species_index[target]] = np.floor(values + 0.5)
         else:
             new_parameters[parameter_index[target]] = programs.evaluate(k, states[0],

@@ -19,8 +19,8 @@ dense output) when the problem turns stiff.
 Methods (``METHODS``): ``"auto"`` (Dormand-Prince, Rosenbrock once stiff),
 ``"dopri5"`` (never switch), ``"rosenbrock"`` (stiff method throughout).
 
-Events: triggers are checked after every jump and at every time threshold of
-``time >= t0`` comparisons, exactly as in the SSA; a trigger that reads a continuous
+Events: triggers are checked after every jump and at every time at which a comparison
+of time with constants changes value, exactly as in the SSA; a trigger that reads a continuous
 variable is refused. Random streams are xoshiro256+, one per trajectory from
 ``SeedSequence(seed)``, so the ensemble does not depend on the number of threads.
 """
@@ -40,7 +40,7 @@ from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (check_time_in_triggers, channel_propensity, compile_expressions,
-                        compile_network, run_program)
+                        compile_network, run_program, with_trigger_crossings)
 from ..network import Expression, MassAction, Network, Output
 from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
@@ -774,7 +774,7 @@ def check_hybrid_support(network: Network) -> None:
                 f"an event trigger that reads the continuous variable '{sorted(read)[0]}'",
                 event.id, analysis="simulate_hybrid",
                 hint="Triggers may read discrete species, constant parameters and "
-                     "'time >= t0' comparisons; make the variable discrete or use "
+                     "comparisons of time with constants; make the variable discrete or use "
                      "simulate_deterministic.")
 
 
@@ -859,7 +859,8 @@ def simulate_hybrid(network: Network, times, *, n_trajectories: int = 1000,
     check_hybrid_support(network)
     check_ensemble_work(_live_rate_constants(network), times, int(n_trajectories), max_events)
     reported = _reported(network)
-    compiled = compile_network(_live_rate_constants(reported), random_draws=True)
+    compiled = with_trigger_crossings(
+        compile_network(_live_rate_constants(reported), random_draws=True), times)
     hybrid = _hybrid_data(network, rtol, atol, METHODS[method])
     whole = [bool(is_species and hybrid.discrete[target]) and whole_target
              for target, is_species, whole_target in zip(

@@ -11,7 +11,9 @@ Methods (``METHODS``):
   that method's.
 
 Both are exact. Events: a trigger is checked after every reaction firing and at every
-time threshold of ``time >= t0`` comparisons; delays, priorities (document order breaks
+time at which a comparison of time with constants changes value (``time >= t0``
+solved exactly, others such as ``sin(10 time) < 0`` by ``kinetics.trigger_crossings``,
+to 1e-13 relative); delays, priorities (document order breaks
 ties), persistence and ``useValuesFromTriggerTime`` are honoured. Random numbers come
 from xoshiro256+ streams, one per trajectory, seeded from ``numpy.random.SeedSequence``,
 so a seed gives the same ensemble whatever the number of threads or blocks.
@@ -30,7 +32,8 @@ from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError, WorkLimitError
 from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
-                        compile_network, refuse_continuous, run_program)
+                        compile_network, refuse_continuous, run_program,
+                        with_trigger_crossings)
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
@@ -719,7 +722,7 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     if not (isinstance(n_trajectories, (int, np.integer)) and n_trajectories >= 1):
         raise OptionsError(f"n_trajectories must be a positive integer, got {n_trajectories!r}")
     check_ssa_support(network)
-    compiled = compile_network(network, random_draws=True)
+    compiled = with_trigger_crossings(compile_network(network, random_draws=True), times)
     method, reason = choose_method(compiled) if method == "auto" else (method, "requested")
     x0 = whole_initial_counts(network)
     check_ensemble_work(network, times, int(n_trajectories), max_events)

@@ -202,12 +202,17 @@ def _refuse_malformed_math(document: libsbml.SBMLDocument, source: str) -> None:
             f"(line {element.getLine()}) has {problem}; fix the MathML")
 
 
+#: distrib draws: their arities are checked, with a better message, by io/mathml.py.
+_DISTRIB_TYPES = frozenset(getattr(libsbml, name) for name in dir(libsbml)
+                           if name.startswith("AST_DISTRIB_FUNCTION_"))
+
+
 def _wrong_arity_node(node: libsbml.ASTNode) -> libsbml.ASTNode | None:
     """The first node under ``node`` (itself included) with a wrong number of arguments."""
     pending = [node]
     while pending:
         current = pending.pop()
-        if not current.hasCorrectNumberArguments():
+        if current.getType() not in _DISTRIB_TYPES and not current.hasCorrectNumberArguments():
             return current
         pending.extend(current.getChild(i) for i in range(current.getNumChildren()))
     return None
