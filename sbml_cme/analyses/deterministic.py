@@ -438,8 +438,9 @@ class _EventIntegrator:
         except (ValueError, ZeroDivisionError, OverflowError) as error:
             raise ConvergenceError(f"the rate equations could not be integrated from t={t0}: "
                                    f"{error}") from None
-        if solution.status == -1:
-            raise ConvergenceError(f"integration failed at t={solution.t[-1]:g}: "
+        if solution.status == -1:  # solution.t holds only the t_eval points reached
+            reached = solution.t[-1] if len(solution.t) else t0
+            raise ConvergenceError(f"integration failed after t={reached:g}: "
                                    f"{solution.message}. Try method='BDF' or 'Radau'.")
         outputs = [(tt, solution.y[:, i]) for i, tt in enumerate(solution.t) if tt < t1]
         if solution.status == 1:

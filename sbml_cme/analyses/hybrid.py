@@ -269,6 +269,8 @@ def _initial_step(data, hybrid, x, p, t, y0, f0, span, ytmp, f1, stack, rule_sta
     d0 = _error_norm(hybrid, y0, y0, y0)
     d1 = _error_norm(hybrid, f0, y0, y0)
     h0 = 0.01 * d0 / d1 if d0 > 1e-5 and d1 > 1e-5 else 1e-6 * max(span, 1e-300)
+    if not h0 > 0.0:  # an infinite derivative norm: start small, the step control decides
+        h0 = 1e-6 * max(span, 1e-300)
     h0 = min(h0, span)
     for c in range(y0.shape[0]):
         ytmp[c] = y0[c] + h0 * f0[c]
@@ -652,6 +654,9 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
             fresh = False
         clipped = h >= t_stop - t
         step = t_stop - t if clipped else h
+        if not clipped and not step > 1e-14 * max(abs(t), 1.0):  # no progress (or NaN)
+            status = _STEP_FAILED
+            break
         used_stiff = stiff
         stiffness = 0.0
         if stiff:

@@ -14,6 +14,7 @@ the classification needs as a :class:`LawContext`; nothing here reads libsbml.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Mapping
@@ -21,6 +22,7 @@ from typing import Mapping
 import numpy as np
 import sympy
 
+from ..errors import InvalidSBMLError
 from ..network import TIME, Compartment, Conversion, Expression, MassAction, Parameter, Reaction, Species
 
 
@@ -366,6 +368,11 @@ def _mass_action_channel(channel_id, reaction: _SbmlReaction, coefficient, react
         scale = s.molecules_per_unit * (1.0 if s.has_only_substance_units else
                                         context.compartment_sizes[s.compartment])
         volume_factor /= scale ** order
+    if not 0 < abs(volume_factor) < math.inf:
+        raise InvalidSBMLError(
+            f"reaction '{channel_id}': the conversion of its law to molecule counts (extent "
+            f"x N_A V per reactant order) is {volume_factor:g}, beyond double precision; "
+            "fix the compartment sizes or units")
     try:
         macroscopic = float(coefficient.xreplace(context.parameter_values)) / volume_factor
     except TypeError:
@@ -430,6 +437,8 @@ def _provably_non_negative(propensity, species, context: LawContext) -> bool:
     nonneg = {s: sympy.Symbol(s.name, nonnegative=True) for s in species}
     nonneg[TIME] = sympy.Symbol("t", nonnegative=True)
     expression = propensity.xreplace(values).xreplace(nonneg)
+    if any(not abs(number) < 1e100 for number in expression.atoms(sympy.Float)):
+        return False  # factor() turns floats into rationals: inf or 1e300 exhaust memory
     try:
         if expression.is_nonnegative:
             return True

@@ -32,7 +32,7 @@ from .classify import LawContext, classify, sign_split_note
 from .document import (changing_symbols, event_targets, flatten_comp, package_notes,
                        severe_errors, solve_algebraic_rules)
 from .mathml import DELAY, RATE_OF, FunctionDefinitions, to_sympy
-from .validate import check_document, check_network, read_text
+from .validate import MAX_STOICHIOMETRY, check_document, check_network, read_text
 
 #: Molecules per unit for the ``substance_unit`` option.
 SUBSTANCE_UNITS = {
@@ -863,6 +863,13 @@ class _Importer:
 
         def side(terms):
             scaled = [(sid, count * self.conversion_factors.get(sid, 1.0)) for sid, count in terms]
+            for sid, c in scaled:
+                if not abs(c) <= MAX_STOICHIOMETRY:
+                    raise InvalidSBMLError(
+                        f"reaction '{channel.id}' changes species '{sid}' by {c:g} per firing "
+                        f"(stoichiometry x conversion factor "
+                        f"{self.conversion_factors[sid]:g}): beyond {MAX_STOICHIOMETRY:g}; "
+                        "fix the conversion factor")
             return tuple((sid, int(c) if float(c).is_integer() else c)
                          for sid, c in scaled if c != 0)
         return dataclasses.replace(channel, reactants=side(channel.reactants),

@@ -76,7 +76,8 @@ def check_document(document: libsbml.SBMLDocument, source: str) -> None:
     _refuse_malformed_math(document, source)  # libsbml's validator crashes on some of it
     document.checkConsistency()
     errors = [document.getError(i) for i in range(document.getNumErrors())]
-    severe = [error for error in errors
+    # The lines are read before the log is cleared: its errors die with it.
+    severe = [f"line {error.getLine()}: {_specific(error.getMessage())}" for error in errors
               if error.getSeverity() >= libsbml.LIBSBML_SEV_ERROR
               and error.getErrorId() < 100000  # core; packages (7-digit ids) are the importer's
               and error.getErrorId() not in _IGNORED_ERRORS]
@@ -85,7 +86,7 @@ def check_document(document: libsbml.SBMLDocument, source: str) -> None:
     if severe:
         raise InvalidSBMLError(
             f"'{source}' is not valid SBML (libsbml consistency check; fix these lines)",
-            [f"line {e.getLine()}: {_specific(e.getMessage())}" for e in severe])
+            severe)
     model = document.getModel()
     species = {s.getId() for s in model.getListOfSpecies()}
     compartments = {c.getId() for c in model.getListOfCompartments()}

@@ -23,6 +23,9 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
     ("concentration_in_empty_compartment", "species 'X' is a concentration.*of size 0"),
     ("infinite_rate_constant", "parameter '.*' is -inf"),
     ("overflowing_power", "'reaction2' contains a NaN or infinite number, or one beyond"),
+    ("huge_conversion_factor", "'S1' by 1e+308 per firing .*conversion factor"),
+    ("infinite_parameter_in_law", "parameter 'v9.Kin' is inf"),
+    ("huge_compartment", "reaction 'v1': the conversion .* beyond double precision"),
 ])
 def test_mutant_is_refused_at_import(name, text):
     with pytest.raises(sbml_cme.InvalidSBMLError, match=text.replace("+", r"\+")):
@@ -63,6 +66,7 @@ def test_hybrid_run_on_mole_counts_is_refused_by_its_work_guard():
     ("rateof_without_argument", "initialAssignment of 'p2' .*'rateOf' with 0 argument"),
     ("empty_math_in_model_definition", "kineticLaw of 'J0' .*an empty <math>"),
     ("empty_math_in_comp_submodel", "kineticLaw of 'J0' .*an empty <math>"),
+    ("rule_cycle_in_comp_model", "'t3' creates a cycle"),
 ])
 def test_math_that_crashed_libsbml_validator_is_refused(name, text):
     """libsbml's consistency check segfaulted on these; the read runs in a subprocess so
@@ -78,3 +82,19 @@ def test_math_that_crashed_libsbml_validator_is_refused(name, text):
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(text, done.stdout), done.stdout
+
+
+def test_hybrid_step_that_cannot_progress_fails_cleanly():
+    """BIOMD0000000252 with a concentration of 1e308: the hybrid kernel divided by a zero
+    starting step (ZeroDivisionError inside a parallel numba loop: SystemError)."""
+    network = sbml_cme.read_sbml(DATA / "huge_concentration_hybrid.xml")
+    with pytest.raises(sbml_cme.AnalysisError, match="step size underflowed"):
+        sbml_cme.simulate_ssa(network, np.linspace(0, 1, 5), n_trajectories=2, seed=1,
+                              max_events=20_000)
+
+
+def test_integration_failure_before_the_first_output_is_reported():
+    """An LSODA failure before the first output time indexed an empty solution.t."""
+    network = sbml_cme.read_sbml(DATA / "lsoda_fails_at_start.xml")
+    with pytest.raises(sbml_cme.AnalysisError, match="integration failed after t=0"):
+        sbml_cme.simulate_deterministic(network, np.linspace(0, 1, 5), max_evaluations=20_000)
