@@ -27,6 +27,8 @@ DRIVE_RTOL = 1e-12
 DRIVE_ATOL = 1e-12
 #: Most (parameter, time) samples the CME's state enumeration tries per segment.
 _MAX_SAMPLES = 129
+#: Right-hand-side evaluations of the drive before it is refused as a blow-up.
+MAX_DRIVE_EVALUATIONS = 100_000
 
 
 def is_time_dependent(network: Network) -> bool:
@@ -110,6 +112,10 @@ class Drive:
                 self.sample_times.copy())
 
 
+class _DriveStop(Exception):
+    """Leaves the drive's solver: its rules blew up or used up their budget."""
+
+
 def integrate_drive(network: Network, parameters: np.ndarray, counts: np.ndarray,
                     t0: float, t1: float) -> Drive:
     """Integrate the rate-rule parameters from their values in ``parameters`` at ``t0``
@@ -125,14 +131,27 @@ def integrate_drive(network: Network, parameters: np.ndarray, counts: np.ndarray
     programs = compile_expressions(network, [r.formula for r in rules], "rate rule")
     x = np.asarray(counts, dtype=float)
 
+    evaluations = 0
+
     def rhs(t, y):
+        nonlocal evaluations
+        evaluations += 1
         p = base.copy()
         p[targets] = y
-        return programs.evaluate_all(x, p, t)
+        values = programs.evaluate_all(x, p, t)
+        if evaluations > MAX_DRIVE_EVALUATIONS or not np.all(np.isfinite(values)):
+            raise _DriveStop(t)
+        return values
 
     y0 = base[targets]
-    solution = solve_ivp(rhs, (t0, t1), y0, method="LSODA", dense_output=True,
-                         rtol=DRIVE_RTOL, atol=DRIVE_ATOL * np.maximum(np.abs(y0), 1.0))
+    try:
+        solution = solve_ivp(rhs, (t0, t1), y0, method="LSODA", dense_output=True,
+                             rtol=DRIVE_RTOL, atol=DRIVE_ATOL * np.maximum(np.abs(y0), 1.0))
+    except _DriveStop as stop:
+        raise ConvergenceError(
+            f"the rate rules ({', '.join(r.target for r in rules)}) could not be integrated "
+            f"past t={stop.args[0]:g}: not finite, or more than {MAX_DRIVE_EVALUATIONS:,} "
+            "evaluations (a blow-up); check the model's parameters") from None
     if solution.status != 0:
         raise ConvergenceError(f"the rate rules could not be integrated on [{t0:g}, {t1:g}]: "
                                f"{solution.message}")

@@ -56,6 +56,7 @@ AUTO_TREE_FACTOR = 0.5
 # Status codes returned by the kernel.
 _OK, _NEGATIVE_PROPENSITY, _NEGATIVE_COUNT, _EVENT_LOOP, _QUEUE_FULL, _BAD_ASSIGNMENT = range(6)
 _BAD_DRAW = 16  # a distrib draw got invalid parameters or impossible truncation bounds
+_EVENT_BUDGET = 64  # a trajectory fired more than max_events reaction events
 _PENDING_CAPACITY = 256
 _BLOCK = 64  # trajectories per parallel block (progress and scale-out granularity)
 
@@ -305,8 +306,9 @@ def _record(data, output_program, x, p, t, row):
 @numba.njit(cache=True)
 def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                 assignment_is_species, assignment_program, output_program, thresholds, random,
-                x0, p0, times, state, use_tree, out):
-    """Simulate one trajectory; fills ``out`` (n_times, n_species + n_outputs).
+                x0, p0, times, state, use_tree, out, max_fired):
+    """Simulate one trajectory; fills ``out`` (n_times, n_species + n_outputs). Stops
+    with ``_EVENT_BUDGET`` once more than ``max_fired`` reactions have fired.
 
     Returns (status, n_fired, failing channel or species, failure time).
     """
@@ -493,6 +495,8 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             state[3] = s3
             x[burst_species[j]] += _burst_size(data, j, u)
         n_fired += 1
+        if n_fired > max_fired:
+            return _EVENT_BUDGET, n_fired, -1, t
         for q in range(dependents_ptr[j], dependents_ptr[j + 1]):
             d = dependents[q]
             # = channel_propensity(data, d, x, p, t, False, stack), inlined
@@ -541,13 +545,13 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
 @numba.njit(cache=True)
 def _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                     assignment_is_species, assignment_program, output_program, thresholds, random,
-                    x0, p0, times, states, use_tree, out, report, i):
+                    x0, p0, times, states, use_tree, out, report, i, max_fired):
     """Trajectory ``i`` of a block into ``out[i]``; ``report[i]`` gets (status, n_fired,
     failing index, failure time)."""
     status, fired, index, when = _trajectory(
         data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
         assignment_is_species, assignment_program, output_program, thresholds, random,
-        x0, p0, times, states[i], use_tree, out[i])
+        x0, p0, times, states[i], use_tree, out[i], max_fired)
     report[i, 0] = status
     report[i, 1] = fired
     report[i, 2] = index
@@ -557,26 +561,26 @@ def _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr, assig
 @numba.njit(cache=True, parallel=True)
 def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
               assignment_is_species, assignment_program, output_program, thresholds, random,
-              x0, p0, times, states, use_tree, out, report):
+              x0, p0, times, states, use_tree, out, report, max_fired):
     """Run ``states.shape[0]`` trajectories in parallel (see :func:`_run_trajectory`)."""
     for i in prange(states.shape[0]):
         _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
                         assignment_target, assignment_is_species, assignment_program,
                         output_program, thresholds, random, x0, p0, times, states, use_tree, out,
-                        report, i)
+                        report, i, max_fired)
 
 
 @numba.njit(cache=True)
 def _ensemble_serial(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                      assignment_is_species, assignment_program, output_program, thresholds, random,
-                     x0, p0, times, states, use_tree, out, report):
+                     x0, p0, times, states, use_tree, out, report, max_fired):
     """:func:`_ensemble` on the calling thread only, for Dask tasks where numba's threading
     layer is not thread-safe (see ``ensemble.task_may_use_parallel_kernel``)."""
     for i in range(states.shape[0]):
         _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
                         assignment_target, assignment_is_species, assignment_program,
                         output_program, thresholds, random, x0, p0, times, states, use_tree, out,
-                        report, i)
+                        report, i, max_fired)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -733,7 +737,7 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
     report = np.zeros((n_trajectories, 4))
     threads = thread_count(n_jobs)
     if client is not None:
-        parts = map_blocks(_ssa_task, (compiled, x0, times, METHODS[method]),
+        parts = map_blocks(_ssa_task, (compiled, x0, times, METHODS[method], max_events),
                            [(streams[a:b],) for a, b in dask_blocks(n_trajectories, client)],
                            client=client, progress=progress, description="SSA")
         out, report = concatenate(parts)
@@ -743,9 +747,10 @@ def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: i
                 local_blocks(n_trajectories, _BLOCK, progress, "SSA"),
                 lambda start, stop: run_block(compiled, x0, times, streams[start:stop],
                                               METHODS[method], out[start:stop],
-                                              report[start:stop]), int(n_trajectories))
+                                              report[start:stop], max_events),
+                int(n_trajectories))
         out, report = out[:done], report[:done]
-    _raise_failures(network, report)
+    _raise_failures(network, report, max_events)
     return EnsembleResult(network, times, out, report[:, 1].astype(np.int64), method="ssa",
                           run_info={"algorithm": method, "method_reason": reason,
                                     "seed": seed, "partial": len(out) < n_trajectories,
@@ -838,28 +843,29 @@ def memory_limit() -> float:
         return 2.0 * 2**30
 
 
-def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, streams):
+def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, max_fired, streams):
     """One Dask task: simulate the trajectories of ``streams`` on one worker thread (the
     unit of parallelism on a cluster); returns (out, report)."""
     n_columns = len(compiled.network.species) + len(compiled.network.outputs)
     out = np.zeros((len(streams), len(times), n_columns))
     report = np.zeros((len(streams), 4))
-    run_block(compiled, x0, times, streams, method_code, out, report,
+    run_block(compiled, x0, times, streams, method_code, out, report, max_fired,
               parallel=task_may_use_parallel_kernel())
     return out, report
 
 
 def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report,
-              parallel: bool = True):
-    """Run trajectories with the given streams into ``out``/``report`` (views); on
-    numba's threads, or on the calling thread only when not ``parallel``."""
+              max_fired: float = MAX_EVENTS, parallel: bool = True):
+    """Run trajectories with the given streams into ``out``/``report`` (views), each
+    stopped after ``max_fired`` reactions; on numba's threads, or on the calling thread
+    only when not ``parallel``."""
     kernel = _ensemble if parallel else _ensemble_serial
     kernel(compiled.data, compiled.event_trigger, compiled.event_delay,
            compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
            compiled.assignment_target, compiled.assignment_is_species,
            compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
            compiled.random, x0, _parameters_with_slots(compiled), times, streams.copy(),
-           bool(method_code), out, report)
+           bool(method_code), out, report, float(max_fired))
 
 
 def _parameters_with_slots(compiled: CompiledNetwork) -> np.ndarray:
@@ -868,7 +874,8 @@ def _parameters_with_slots(compiled: CompiledNetwork) -> np.ndarray:
     return np.concatenate([compiled.parameter_vector(), np.zeros(compiled.random.n_slots)])
 
 
-def _raise_failures(network: Network, report: np.ndarray) -> None:
+def _raise_failures(network: Network, report: np.ndarray,
+                    max_events: float = MAX_EVENTS) -> None:
     failed = np.nonzero(report[:, 0] != _OK)[0]
     if not len(failed):
         return
@@ -887,6 +894,10 @@ def _raise_failures(network: Network, report: np.ndarray) -> None:
         _BAD_ASSIGNMENT: f"an event assigned a negative or NaN count at t={when:g}",
         _BAD_DRAW: f"a random draw (distrib) at t={when:g} got invalid parameters or "
                    "truncation bounds that hold (almost) none of the distribution",
+        _EVENT_BUDGET: f"a trajectory fired more than max_events={max_events:.3g} reactions "
+                       f"by t={when:g}, far beyond the estimate made before the run (the "
+                       "model may blow up: check the signs and sizes of its parameters); "
+                       "raise max_events= to let it run",
     }
     raise AnalysisError(f"SSA stopped in {len(failed)} of {len(report)} trajectories: "
                         f"{messages.get(status, 'unknown failure')}.")

@@ -471,7 +471,8 @@ def _non_negative_on_counts(propensity, species, context: LawContext) -> bool:
     """
     from fractions import Fraction
 
-    if len(species) != 1:
+    if len(species) != 1 or not all(math.isfinite(value)
+                                    for value in context.parameter_values.values()):
         return False
     symbol = species[0]
     values = {symbol: sympy.Rational(Fraction(value))

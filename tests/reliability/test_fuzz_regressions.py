@@ -26,6 +26,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
     ("huge_conversion_factor", "'S1' by 1e+308 per firing .*conversion factor"),
     ("infinite_parameter_in_law", "parameter 'v9.Kin' is inf"),
     ("huge_compartment", "reaction 'v1': the conversion .* beyond double precision"),
+    ("minus_infinite_parameter", "parameter 'reaction2.kd' is -inf"),
 ])
 def test_mutant_is_refused_at_import(name, text):
     with pytest.raises(sbml_cme.InvalidSBMLError, match=text.replace("+", r"\+")):
@@ -98,3 +99,18 @@ def test_integration_failure_before_the_first_output_is_reported():
     network = sbml_cme.read_sbml(DATA / "lsoda_fails_at_start.xml")
     with pytest.raises(sbml_cme.AnalysisError, match="integration failed after t=0"):
         sbml_cme.simulate_deterministic(network, np.linspace(0, 1, 5), max_evaluations=20_000)
+
+
+def test_lna_drive_that_blows_up_is_refused():
+    network = sbml_cme.read_sbml(DATA / "huge_rate_rule_lna.xml")
+    with pytest.raises(sbml_cme.ConvergenceError, match="rate rules .* could not be integrated"):
+        solve_lna(network, np.linspace(0, 1, 5))
+
+
+def test_ssa_trajectory_stops_at_max_events():
+    """The work guard's estimate cannot see an exponential blow-up (the rate equations
+    fail); each trajectory stops once it has fired max_events reactions."""
+    network = sbml_cme.read_sbml(DATA / "exploding_ssa.xml")
+    with pytest.raises(sbml_cme.AnalysisError, match="fired more than max_events=2e\\+04"):
+        sbml_cme.simulate_ssa(network, np.linspace(0, 1, 5), n_trajectories=4, seed=1,
+                              max_events=20_000, method="direct")
