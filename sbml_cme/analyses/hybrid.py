@@ -46,8 +46,8 @@ from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
 from .draws import uniform as uniform_draw
 from .ensemble import local_blocks, numba_threads, run_until_interrupted, thread_count
-from .ssa import (_OK, _NEGATIVE_COUNT, _NEGATIVE_PROPENSITY, _PENDING_CAPACITY, MAX_EVENTS,
-                  _burst_size, _draw_parameters, _process_events, _raise_failures, _record,
+from .ssa import (_OK, _EVENT_BUDGET, _NEGATIVE_COUNT, _NEGATIVE_PROPENSITY, _PENDING_CAPACITY,
+                  MAX_EVENTS, _burst_size, _draw_parameters, _process_events, _raise_failures, _record,
                   check_ensemble_work, trajectory_streams, whole_initial_counts)
 
 METHODS = {"auto": 0, "dopri5": 1, "rosenbrock": 2}
@@ -547,9 +547,10 @@ def _fire(data, hybrid, x, p, t, a, stack, state):
 @numba.njit(cache=True)
 def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
                 assignment_target, assignment_is_species, assignment_program, output_program,
-                thresholds, random, x0, p0, times, state, out, report):
-    """Simulate one PDMP trajectory into ``out`` (n_times, n_columns); ``report`` gets
-    (status, jumps, failing channel, failure time, ODE steps)."""
+                thresholds, random, x0, p0, times, state, out, report, max_fired):
+    """Simulate one PDMP trajectory into ``out`` (n_times, n_columns), stopping with
+    ``_EVENT_BUDGET`` after ``max_fired`` jumps; ``report`` gets (status, jumps, failing
+    channel, failure time, ODE steps)."""
     x = x0.copy()
     p = p0.copy()
     n_variables = hybrid.variable_index.shape[0]
@@ -708,6 +709,9 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
                 break
             if channel >= 0:
                 n_fired += 1
+                if n_fired > max_fired:
+                    status = _EVENT_BUDGET
+                    break
             if n_events > 0:
                 status, _, n_pending = _process_events(
                     data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
@@ -754,13 +758,13 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
 @numba.njit(cache=True, parallel=True)
 def _ensemble(data, hybrid, trigger, delay, priority, flags, assignment_ptr, assignment_target,
               assignment_is_species, assignment_program, output_program, thresholds, random,
-              x0, p0, times, states, out, report):
+              x0, p0, times, states, out, report, max_fired):
     """Run ``states.shape[0]`` trajectories in parallel (see :func:`_trajectory`)."""
     for i in prange(states.shape[0]):
         _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
                     assignment_target, assignment_is_species, assignment_program,
                     output_program, thresholds, random, x0, p0, times, states[i], out[i],
-                    report[i])
+                    report[i], max_fired)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -887,13 +891,14 @@ def simulate_hybrid(network: Network, times, *, n_trajectories: int = 1000,
                   compiled.assignment_target, compiled.assignment_is_species,
                   compiled.assignment_program, compiled.output_program,
                   compiled.time_thresholds, random, x0, p0, times,
-                  streams[start:stop].copy(), out[start:stop], report[start:stop])
+                  streams[start:stop].copy(), out[start:stop], report[start:stop],
+                  float(max_events))
 
     with numba_threads(threads):
         done = run_until_interrupted(local_blocks(n_trajectories, _BLOCK, progress, "hybrid"),
                                      run, int(n_trajectories))
     out, report = out[:done], report[:done]
-    _raise_hybrid_failures(network, report)
+    _raise_hybrid_failures(network, report, max_events)
     return EnsembleResult(reported, times, out, report[:, 1].astype(np.int64), method="hybrid",
                           run_info={"algorithm": method, "seed": seed,
                                     "partial": done < n_trajectories,
@@ -904,11 +909,11 @@ def simulate_hybrid(network: Network, times, *, n_trajectories: int = 1000,
                                     "wall_time": wallclock.perf_counter() - started})
 
 
-def _raise_hybrid_failures(network: Network, report: np.ndarray) -> None:
+def _raise_hybrid_failures(network: Network, report: np.ndarray, max_events: float) -> None:
     failed = np.nonzero(report[:, 0] == _STEP_FAILED)[0]
     if len(failed):
         raise AnalysisError(
             f"hybrid simulation stopped in {len(failed)} of {len(report)} trajectories: the "
             f"ODE step size underflowed or the state became NaN at t={report[failed[0], 3]:g} "
             "(a rate rule or flux that blows up, or tolerances too tight)")
-    _raise_failures(network, report[:, :4])
+    _raise_failures(network, report[:, :4], max_events)

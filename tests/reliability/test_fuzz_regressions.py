@@ -114,3 +114,14 @@ def test_ssa_trajectory_stops_at_max_events():
     with pytest.raises(sbml_cme.AnalysisError, match="fired more than max_events=2e\\+04"):
         sbml_cme.simulate_ssa(network, np.linspace(0, 1, 5), n_trajectories=4, seed=1,
                               max_events=20_000, method="direct")
+
+
+def test_hybrid_trajectory_stops_at_max_events():
+    """DSMTS-style dimerisation with a stoichiometry of 793233.67 (P continuous): each jump
+    drives P further below zero and the quadratic law keeps growing, an explosion in
+    finite time that the hybrid kernel followed without end."""
+    network = sbml_cme.read_sbml(DATA / "exploding_hybrid.xml")
+    assert network.has_continuous_part
+    with pytest.raises(sbml_cme.AnalysisError, match="fired more than max_events=2e\\+04"):
+        sbml_cme.simulate_ssa(network, np.linspace(0, 1, 5), n_trajectories=4, seed=1,
+                              max_events=20_000)
