@@ -731,6 +731,12 @@ _KRYLOV_TOLERANCE = 1e-12
 _IOP_DIMENSION = 60
 _IOP_DEPTH = 2
 _AUTO_IOP_MIN_STATES = 2_000
+#: Estimated Krylov steps (||A||_1 t / _KRYLOV_DIMENSION) beyond which "auto" takes BDF:
+#: a stiff span (1,000 P dimerising as P(P-1)/2 over t = 1, 501 states: 6,379 Krylov
+#: steps in 70 s, BDF 2.7 s; the docs/cme.md benchmark (b) needs about 150 steps).
+_AUTO_STIFF_STEPS = 500
+#: Largest state space on which "auto" may pick BDF (a sparse LU per step size).
+_AUTO_ODE_MAX_STATES = 200_000
 
 
 @numba.njit(cache=True)
@@ -961,12 +967,17 @@ def _round_step(step: float) -> float:
     return math.ceil(step / scale) * scale
 
 
-def resolve_method(method: str, n_states: int) -> str:
+def resolve_method(method: str, n_states: int, norm_times_span: float = 0.0) -> str:
     """The concrete transient method for ``method`` (a key of ``METHODS``) on a set of
     ``n_states`` states: ``"auto"`` is ``"krylov"`` below ``_AUTO_IOP_MIN_STATES`` states
-    and ``"krylov_iop"`` from there on (docs/cme.md, benchmark section (e))."""
+    and ``"krylov_iop"`` from there on (docs/cme.md, benchmark section (e)), except on a
+    stiff span, ``norm_times_span`` = ||A||_1 t above ``_AUTO_STIFF_STEPS`` Krylov
+    dimensions, where it is ``"ode"`` (up to ``_AUTO_ODE_MAX_STATES`` states)."""
     if method != "auto":
         return method
+    if norm_times_span > _AUTO_STIFF_STEPS * _KRYLOV_DIMENSION and \
+            n_states <= _AUTO_ODE_MAX_STATES:
+        return "ode"
     return "krylov" if n_states < _AUTO_IOP_MIN_STATES else "krylov_iop"
 
 
@@ -984,7 +995,9 @@ def _propagate(matrix, p0, times, method, *, tolerance: float = _KRYLOV_TOLERANC
     the summed local error estimates of the time integration (``integration_error``, a
     2-norm estimate; NaN for ``"ode"``, whose scipy solver does not report one) and, for
     the Krylov methods, the number of steps, rejected steps and products with A."""
-    method = resolve_method(method, len(p0))
+    span = float(times[-1]) if len(times) else 0.0
+    norm = float(abs(matrix).sum(axis=0).max()) if method == "auto" and len(p0) else 0.0
+    method = resolve_method(method, len(p0), norm * span)
     info = {} if info is None else info
     info["method"] = method
     if method in ("krylov", "krylov_iop"):

@@ -173,6 +173,9 @@ def test_auto_chooses_by_size_and_run_info_reports_the_integration():
     assert resolve_method("auto", 100) == "krylov"
     assert resolve_method("auto", 10**6) == "krylov_iop"
     assert resolve_method("ode", 10**6) == "ode"
+    stiff = cme._AUTO_STIFF_STEPS * cme._KRYLOV_DIMENSION * 2.0
+    assert resolve_method("auto", 501, stiff) == "ode"
+    assert resolve_method("auto", 10**6, stiff) == "krylov_iop"  # no LU of 10^6 states
     small = solve_cme(two_birth_death(2.0, 1.0), [0.0, 1.0])
     large = solve_cme(two_birth_death(40.0, 40.0), [0.0, 1.0])
     assert small.n_states < cme._AUTO_IOP_MIN_STATES <= large.n_states
