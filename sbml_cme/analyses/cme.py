@@ -737,6 +737,9 @@ _AUTO_IOP_MIN_STATES = 2_000
 _AUTO_STIFF_STEPS = 500
 #: Largest state space on which "auto" may pick BDF (a sparse LU per step size).
 _AUTO_ODE_MAX_STATES = 200_000
+#: Work limits of one transient propagation: Krylov steps, and BDF right-hand sides.
+MAX_KRYLOV_STEPS = 20_000
+MAX_BDF_EVALUATIONS = 50_000
 
 
 @numba.njit(cache=True)
@@ -904,9 +907,16 @@ def expv(matrix, vector: np.ndarray, t: float, *, dimension: int = _KRYLOV_DIMEN
     counters = {} if counters is None else counters
     for key in ("steps", "rejected", "products"):
         counters.setdefault(key, 0)
+    first_step = counters["steps"]
     while t_now < t:
         step = min(t - t_now, t_new)
         counters["steps"] += 1
+        if counters["steps"] - first_step > MAX_KRYLOV_STEPS:
+            raise ConvergenceError(
+                f"the CME integration needed more than {MAX_KRYLOV_STEPS:,} Krylov steps "
+                f"by t={t_now:g} of {t:g} (rates up to {a_norm / 2:.3g} per time unit make "
+                "the span stiff); shorten the horizon, use method='ode', or check the "
+                "rate constants")
         hessenberg = np.zeros((m + 2, m + 2))
         basis[0] = w / beta
         size, extra = m, 2
@@ -1019,12 +1029,36 @@ def _propagate(matrix, p0, times, method, *, tolerance: float = _KRYLOV_TOLERANC
     info["integration_error"] = math.nan
     # rtol 1e-10 / atol 1e-14 at the default tol; 100x tighter for tol <= 1e-8 (BDF's
     # L1 error reached 1.7e-9 with the fixed 1e-10 / 1e-14, tests/analyses/test_cme_methods)
-    solution = solve_ivp(lambda t, p: matrix @ p, (0.0, times[-1]), p0, method="BDF",
-                         t_eval=times, jac=matrix, rtol=100 * tolerance,
-                         atol=0.01 * tolerance)
+    evaluations = 0
+
+    def rhs(t, p):
+        nonlocal evaluations
+        evaluations += 1
+        if evaluations > MAX_BDF_EVALUATIONS:
+            raise _BdfBudget(t)
+        return matrix @ p
+
+    try:
+        solution = solve_ivp(rhs, (0.0, times[-1]), p0, method="BDF",
+                             t_eval=times, jac=matrix, rtol=100 * tolerance,
+                             atol=0.01 * tolerance)
+    except _BdfBudget as stop:
+        raise ConvergenceError(
+            f"the CME integration (BDF) needed more than {MAX_BDF_EVALUATIONS:,} evaluations "
+            f"by t={stop.args[0]:g} of {times[-1]:g}: rates up to "
+            f"{float(abs(matrix).sum(axis=0).max()) / 2:.3g} per time unit are beyond what "
+            "its tolerances resolve; shorten the horizon or check the rate constants") \
+            from None
+    except (RuntimeError, ValueError) as error:  # e.g. a singular LU at rates near 1e308
+        raise ConvergenceError(f"the CME integration (BDF) failed: {error}; check the "
+                               "model's rate constants") from None
     if solution.status != 0:
         raise ConvergenceError(f"the CME integration failed: {solution.message}")
     return np.maximum(solution.y.T, 0.0)
+
+
+class _BdfBudget(Exception):
+    """Leaves scipy's BDF solver once it has used up ``MAX_BDF_EVALUATIONS``."""
 
 
 @dataclass

@@ -125,3 +125,13 @@ def test_hybrid_trajectory_stops_at_max_events():
     with pytest.raises(sbml_cme.AnalysisError, match="fired more than max_events=2e\\+04"):
         sbml_cme.simulate_ssa(network, np.linspace(0, 1, 5), n_trajectories=4, seed=1,
                               max_events=20_000)
+
+
+@pytest.mark.parametrize("name, text", [
+    ("badly_scaled_cme", "more than 50,000 evaluations"),
+    ("singular_cme_bdf", "CME integration"),
+])
+def test_cme_integration_that_cannot_finish_is_refused(name, text):
+    network = sbml_cme.read_sbml(DATA / f"{name}.xml")
+    with pytest.raises(sbml_cme.SbmlCmeError, match=text):
+        sbml_cme.solve_cme(network, np.linspace(0, 1, 5), max_states=2_000)
