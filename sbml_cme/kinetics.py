@@ -3,10 +3,11 @@
 Mass-action channels are data: reactant indices, orders and constants, evaluated by one
 fixed numba kernel. General laws, event triggers and assignments, and rule outputs are
 compiled to a small stack-machine bytecode (``ops``, ``args``, ``constants``) that one
-fixed numba interpreter evaluates. Nothing is generated per model, so no numba
-compilation happens per model: the kernels are compiled once per machine and cached on
+fixed numba interpreter evaluates. The kernels are compiled once per machine and cached on
 disk (``cache=True``), and importing a 2000-reaction network costs only the array
-construction. See docs/design.md for the measurements behind this choice.
+construction. The SSA additionally runs a network's general laws as one small generated
+callback (:mod:`sbml_cme.lawgen`), with the interpreter as its exact fallback. See
+docs/design.md for the measurements behind these choices.
 
 Arrays are read-only once built; :func:`compile_network` caches by network hash.
 """
