@@ -27,7 +27,8 @@ numba caches the compiled callback beside it, so a network's laws compile once p
 machine (a few tenths of a second for a handful of laws; measured in
 benchmarks/ssa_speed.py). Networks with more than :data:`MAX_CHANNELS` general channels
 or :data:`MAX_SOURCE` characters of source keep the interpreter, as does any failure to
-generate or compile (the address is then 0).
+generate or compile (the address is then 0), and so does every network when the
+environment variable ``SBML_CME_INTERPRETER=1`` is set (for comparisons).
 """
 
 from __future__ import annotations
