@@ -1,8 +1,14 @@
-"""SSA speed: sbml_cme.simulate_ssa against libroadrunner's gillespie integrator.
+"""SSA speed: sbml_cme.simulate_ssa against libroadrunner's gillespie integrator and
+COPASI's direct method (copasi-basico, when installed).
 
-Runs both simulators on the same SBML files, the same ensemble size and the same end
+Runs the simulators on the same SBML files, the same ensemble size and the same end
 time, and prints events per second for each, their ratios, and the import + compile
-times of sbml_cme. Usage::
+times of sbml_cme. For models with general laws it also runs sbml_cme's path before
+issue 17 in the same run: the laws now recognised as mass action kept general and every
+general law through the bytecode interpreter ("interp/s"), next to the new path
+(recognised mass action + compiled general laws, sbml_cme.lawgen), and times the
+generation and numba compilation of the compiled laws (cold, empty cache; and loaded
+from the disk cache). Usage::
 
     /work/venv/bin/python benchmarks/ssa_speed.py            # full run (~3 min)
     /work/venv/bin/python benchmarks/ssa_speed.py --quick    # smaller ensembles
@@ -17,6 +23,15 @@ the Vilar oscillator is models/biomodels/BIOMD0000000035.xml):
   ``substance_unit="item"`` because roadrunner's gillespie takes amounts as counts.
 - ``ring50``: 25 species, 50 reactions (X_i -> X_{i+-1}), the 50-reaction import case.
 - ``ring1000``: 1000 species, 2000 reactions, 100 molecules each, method="tree".
+- ``schloegl``: Schloegl's bistable model, laws written as falling factorials
+  (``c1/2*A*X*(X-1)``, ``c2/6*X*(X-1)*(X-2)``) and ``c3*B`` with B a boundary modifier.
+- ``repressilator``: BIOMD0000000012 (Elowitz 2000), Hill laws, read as items.
+
+COPASI (``pip install copasi-basico``, optional): ``basico.load_model``, substance unit
+set to ``#`` (amounts are counts, as for roadrunner), ``run_time_course(method=
+"directMethod", use_seed=True, seed=1000 + i, intervals=10)`` per trajectory, only that
+call timed. COPASI does not report its event count, so its events/s is our count on the
+same model, horizon and ensemble size (the same expected number of events) over its time.
 
 How events are counted
 ----------------------
@@ -43,6 +58,7 @@ compilation. roadrunner's ``RoadRunner(path)`` load time is printed for referenc
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import platform
 import sys
@@ -50,12 +66,14 @@ import time
 import warnings
 from pathlib import Path
 
+import libsbml
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODELS = HERE / "models"
 VILAR = ROOT / "models" / "biomodels" / "BIOMD0000000035.xml"
+REPRESSILATOR = ROOT / "models" / "biomodels" / "BIOMD0000000012.xml"
 
 sys.path.insert(0, str(ROOT))
 import sbml_cme  # noqa: E402
@@ -120,14 +138,50 @@ def ring_sbml(n_species: int, count: int = 100, k: float = 1.0) -> str:
     return text + "    </listOfReactions>\n  </model>\n</sbml>\n"
 
 
+def schloegl_sbml(x0: int = 250) -> str:
+    """Schloegl's bistable model with Gillespie's constants (2007), laws written as
+    propensities: A + 2X -> 3X at c1/2 A X(X-1), 3X -> A + 2X at c2/6 X(X-1)(X-2),
+    0 -> X at c3 B (B a boundary modifier), X -> 0 at c4 X; A = 1e5, B = 2e5 boundary
+    species; stable states near X = 85 and 565."""
+    text = _HEADER.format(id="schloegl") + "    <listOfSpecies>\n" + _species("X", x0)
+    for sid, amount in (("A", 1e5), ("B", 2e5)):
+        text += _species(sid, amount).replace('boundaryCondition="false"',
+                                              'boundaryCondition="true"')
+    text += ("    </listOfSpecies>\n    <listOfParameters>\n"
+             + "".join(f'      <parameter id="{pid}" value="{value:g}" constant="true"/>\n'
+                       for pid, value in (("c1", 3e-7), ("c2", 1e-4), ("c3", 1e-3),
+                                          ("c4", 3.5)))
+             + "    </listOfParameters>\n    <listOfReactions>\n")
+    laws = {"c1/2*A*X*(X-1)": ({"A": 1, "X": 2}, {"X": 3}),
+            "c2/6*X*(X-1)*(X-2)": ({"X": 3}, {"A": 1, "X": 2}),
+            "c3*B": ({}, {"X": 1}), "c4*X": ({"X": 1}, {})}
+    for k, (law, (reactants, products)) in enumerate(laws.items(), start=1):
+        text += f'      <reaction id="R{k}" reversible="false" fast="false">\n'
+        for tag, side in (("listOfReactants", reactants), ("listOfProducts", products)):
+            if side:
+                text += f"        <{tag}>" + "".join(
+                    f'<speciesReference species="{sid}" stoichiometry="{n}" '
+                    'constant="true"/>' for sid, n in side.items()) + f"</{tag}>\n"
+        if law == "c3*B":
+            text += ('        <listOfModifiers><modifierSpeciesReference species="B"/>'
+                     "</listOfModifiers>\n")
+        math = libsbml.writeMathMLToString(libsbml.parseL3Formula(law))
+        math = math.split("?>", 1)[-1].strip()
+        text += f"        <kineticLaw>{math}</kineticLaw>\n      </reaction>\n"
+    return text + "    </listOfReactions>\n  </model>\n</sbml>\n"
+
+
 def model_file(name: str) -> Path:
     if name == "vilar":
         return VILAR
+    if name == "repressilator":
+        return REPRESSILATOR
     path = MODELS / f"{name}.xml"
     if not path.exists():
         MODELS.mkdir(parents=True, exist_ok=True)
         text = {"birth_death": birth_death_sbml,
                 "ring50": lambda: ring_sbml(25),
+                "schloegl": schloegl_sbml,
                 "ring1000": lambda: ring_sbml(1000)}[name]()
         path.write_text(text)
     return path
@@ -138,9 +192,90 @@ def model_file(name: str) -> Path:
 CASES = {
     "birth_death": ("direct", 100.0, 64, 16, True),
     "vilar": ("direct", 200.0, 32, 8, True),
+    "schloegl": ("direct", 50.0, 32, 8, True),
+    "repressilator": ("direct", 2000.0, 16, 4, True),
     "ring50": ("direct", 5.0, 32, 8, True),
     "ring1000": ("tree", 0.25, 8, 4, False),
 }
+
+
+def interpreter_network(network):
+    """``network`` as sbml_cme ran it before issue 17: the laws now recognised as mass
+    action (written falling factorials, order-1 species outside the reactants) as
+    general laws with the same propensity (run with :func:`interpreter_only`)."""
+    import dataclasses
+    import sympy
+    from sbml_cme.network import Expression, MassAction
+
+    def old_style(reaction):
+        law = reaction.rate_law
+        if isinstance(law, MassAction) and (law.as_written or law.orders != reaction.reactants):
+            return dataclasses.replace(
+                reaction, rate_law=Expression(sympy.expand_func(law.propensity())))
+        return reaction
+    return dataclasses.replace(network, reactions=tuple(map(old_style, network.reactions)))
+
+
+class interpreter_only:
+    """Context: the SSA evaluates general laws by the bytecode interpreter."""
+
+    def __enter__(self):
+        from sbml_cme.analyses import ssa
+        self.saved = ssa.law_address
+        ssa.law_address = lambda compiled: 0
+
+    def __exit__(self, *exc):
+        from sbml_cme.analyses import ssa
+        ssa.law_address = self.saved
+
+
+def law_compile_times(network) -> tuple[float, float] | None:
+    """(cold s, cached s) to generate and compile ``network``'s general laws with an
+    empty cache directory, then to load them from that disk cache; None without any."""
+    import tempfile
+    from sbml_cme import lawgen
+    compiled = compile_network(network)
+    if not (compiled.data.kind == 1).any():
+        return None
+    saved = os.environ.get("SBML_CME_CACHE_DIR")
+    times = []
+    with tempfile.TemporaryDirectory() as directory:
+        os.environ["SBML_CME_CACHE_DIR"] = directory
+        try:
+            for _ in range(2):
+                lawgen._LOADED.clear()
+                started = time.perf_counter()
+                address = lawgen._build(compiled)
+                times.append(time.perf_counter() - started)
+                if not address:
+                    return None
+        finally:
+            if saved is None:
+                os.environ.pop("SBML_CME_CACHE_DIR", None)
+            else:
+                os.environ["SBML_CME_CACHE_DIR"] = saved
+    return times[0], times[1]
+
+
+def copasi_run(path: Path, t_end: float, n: int) -> tuple[float, float] | None:
+    """(simulate seconds, load seconds) of COPASI's direct method for n trajectories;
+    None when copasi-basico is not installed."""
+    try:
+        import basico
+    except ImportError:
+        return None
+    started = time.perf_counter()
+    model = basico.load_model(str(path))
+    basico.set_model_unit(substance_unit="#", model=model)
+    loaded = time.perf_counter() - started
+    elapsed = 0.0
+    for i in range(n):
+        started = time.perf_counter()
+        basico.run_time_course(duration=t_end, intervals=10, method="directMethod",
+                               use_seed=True, seed=1000 + i, model=model)
+        elapsed += time.perf_counter() - started
+    basico.remove_datamodel(model)
+    return elapsed, loaded
 
 
 def import_and_compile(path: Path, method: str) -> tuple[object, float, float, float]:
@@ -206,7 +341,12 @@ def main(argv=None) -> None:
 
     import numba
     import roadrunner
-    print(f"sbml_cme SSA speed vs libroadrunner {roadrunner.__version__} gillespie; "
+    try:
+        import COPASI
+        copasi = f", COPASI {COPASI.__version__} directMethod"
+    except ImportError:
+        copasi = " (COPASI: pip install copasi-basico)"
+    print(f"sbml_cme SSA speed vs libroadrunner {roadrunner.__version__} gillespie{copasi}; "
           f"{time.strftime('%Y-%m-%d')}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, numba {numba.__version__} "
           f"({numba.config.NUMBA_NUM_THREADS} threads)")
@@ -221,30 +361,48 @@ def main(argv=None) -> None:
         n = n_quick if options.quick else n_full
         path = model_file(name)
         network, read_s, compile_s, first_s = import_and_compile(path, method)
+        laws = law_compile_times(network)
         ev1, wall1, _ = ours(network, method, t_end, n, 1)
         evn, walln, threads = ours(network, method, t_end, n, None)
+        old = interpreter_network(network)
+        if laws is not None or old != network:
+            with interpreter_only():
+                ev0, wall0, _ = ours(old, method, t_end, n, 1)
+            before = ev0 / wall0
+        else:
+            before = math.nan  # nothing changed: the same path
+        copasi = copasi_run(path, t_end, n)
+        copasi_rate = ev1 / copasi[0] if copasi else math.nan
         rr_events, rr_wall, rr_load = roadrunner_run(path, t_end, n, count)
         rr_rate = (rr_events if count else ev1) / rr_wall
         rows.append(dict(
             model=name, method=method, species=len(network.species),
             reactions=len(network.reactions), n=n, t_end=t_end, events=ev1,
-            ours1=ev1 / wall1, oursn=evn / walln, threads=threads, rr=rr_rate,
+            ours1=ev1 / wall1, oursn=evn / walln, threads=threads, before=before,
+            gain=(ev1 / wall1) / before, copasi=copasi_rate,
+            cratio=(ev1 / wall1) / copasi_rate, cratio0=before / copasi_rate, rr=rr_rate,
             rr_events="counted" if count else "ours", rr_count=rr_events,
             ratio1=(ev1 / wall1) / rr_rate, ration=(evn / walln) / rr_rate,
-            read=read_s, compile=compile_s, first=first_s, rr_load=rr_load))
+            read=read_s, compile=compile_s, first=first_s, rr_load=rr_load,
+            laws_cold=laws[0] if laws else math.nan,
+            laws_cached=laws[1] if laws else math.nan))
         print_row(rows[-1], header=len(rows) == 1)
     print()
     print_targets(rows)
 
 
-_COLUMNS = [("model", "{model:<12}"), ("method", "{method:<6}"), ("spec", "{species:>5}"),
+_COLUMNS = [("model", "{model:<13}"), ("method", "{method:<6}"), ("spec", "{species:>5}"),
             ("reac", "{reactions:>5}"), ("ens", "{n:>4}"), ("T", "{t_end:>6g}"),
             ("events", "{events:>10.3e}"), ("ours/s 1thr", "{ours1:>11.3e}"),
-            ("ours/s allthr", "{oursn:>13.3e}"), ("rr/s", "{rr:>9.3e}"),
+            ("interp/s 1thr", "{before:>13.3e}"), ("gain", "{gain:>5.2f}"),
+            ("ours/s allthr", "{oursn:>13.3e}"), ("copasi/s", "{copasi:>9.3e}"),
+            ("vs copasi", "{cratio:>9.2f}"), ("interp vs copasi", "{cratio0:>16.2f}"),
+            ("rr/s", "{rr:>9.3e}"),
             ("rr events", "{rr_events:>9}"), ("ratio 1thr", "{ratio1:>10.1f}"),
             ("ratio all", "{ration:>9.1f}"), ("read s", "{read:>6.3f}"),
             ("compile s", "{compile:>9.3f}"), ("1st sim s", "{first:>9.3f}"),
-            ("import+compile s", "{total:>16.3f}"), ("rr load s", "{rr_load:>9.2f}")]
+            ("import+compile s", "{total:>16.3f}"), ("laws cold s", "{laws_cold:>11.2f}"),
+            ("laws cached s", "{laws_cached:>13.3f}"), ("rr load s", "{rr_load:>9.2f}")]
 
 
 def print_row(row: dict, header: bool) -> None:
@@ -257,19 +415,27 @@ def print_row(row: dict, header: bool) -> None:
 
 
 _SAMPLE = dict(model="", method="", species=0, reactions=0, n=0, t_end=0.0, events=0.0,
-               ours1=0.0, oursn=0.0, rr=0.0, rr_events="", ratio1=0.0, ration=0.0, read=0.0,
-               compile=0.0, first=0.0, total=0.0, rr_load=0.0)
+               ours1=0.0, oursn=0.0, before=0.0, gain=0.0, copasi=0.0, cratio=0.0,
+               cratio0=0.0, rr=0.0, rr_events="", ratio1=0.0, ration=0.0, read=0.0,
+               compile=0.0, first=0.0, total=0.0, laws_cold=0.0, laws_cached=0.0,
+               rr_load=0.0)
 
 
 def print_targets(rows: list[dict]) -> None:
     by_name = {row["model"]: row for row in rows}
     checks = []
-    for name in ("birth_death", "vilar"):
+    for name in ("birth_death", "vilar", "schloegl", "repressilator"):
         if name in by_name:
             row = by_name[name]
             checks.append((f"{name}: >= 10x roadrunner events/s (1 thread)",
                            row["ratio1"] >= 10, f"{row['ratio1']:.1f}x "
                            f"(all threads {row['ration']:.1f}x)"))
+    for name in ("schloegl", "repressilator", "vilar"):
+        if name in by_name and not math.isnan(by_name[name]["copasi"]):
+            row = by_name[name]
+            checks.append((f"{name}: >= 2x COPASI direct events/s (1 thread)",
+                           row["cratio"] >= 2, f"{row['cratio']:.2f}x (interpreter path "
+                           f"{row['cratio0']:.2f}x)"))
     if "ring1000" in by_name:
         row = by_name["ring1000"]
         checks.append(("ring1000: >= 1e6 events/s (1 thread)", row["ours1"] >= 1e6,

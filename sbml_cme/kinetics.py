@@ -3,10 +3,11 @@
 Mass-action channels are data: reactant indices, orders and constants, evaluated by one
 fixed numba kernel. General laws, event triggers and assignments, and rule outputs are
 compiled to a small stack-machine bytecode (``ops``, ``args``, ``constants``) that one
-fixed numba interpreter evaluates. Nothing is generated per model, so no numba
-compilation happens per model: the kernels are compiled once per machine and cached on
+fixed numba interpreter evaluates. The kernels are compiled once per machine and cached on
 disk (``cache=True``), and importing a 2000-reaction network costs only the array
-construction. See docs/design.md for the measurements behind this choice.
+construction. The SSA additionally runs a network's general laws as one small generated
+callback (:mod:`sbml_cme.lawgen`), with the interpreter as its exact fallback. See
+docs/design.md for the measurements behind these choices.
 
 Arrays are read-only once built; :func:`compile_network` caches by network hash.
 """
@@ -316,7 +317,9 @@ class KernelData(NamedTuple):
 
     Channels j = 0..n_channels-1. ``kind[j]`` is 0 for mass action with constant
     ``rate_constant[j]`` and reactants ``reactant_species[reactant_ptr[j]:reactant_ptr[j+1]]``
-    (orders ``reactant_order``), 1 for a bytecode program ``program_start[j]:program_end[j]``.
+    (orders ``reactant_order``), 1 for a bytecode program ``program_start[j]:program_end[j]``,
+    2 for mass action written as falling factorials (``MassAction.as_written``: the
+    deterministic limit keeps ``(n)_m``; otherwise as kind 0).
     ``falling[j]`` selects ``(n)_m`` over ``n**m``. Net changes are CSR in ``change_*``;
     ``dependents_*`` lists, per channel, the channels to update after it fires.
 
@@ -362,9 +365,12 @@ def channel_propensity(data, j, x, p, t, deterministic, stack):
     for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
         n = x[data.reactant_species[k]]
         order = data.reactant_order[k]
-        if deterministic or not data.falling[j]:
+        if (deterministic and data.kind[j] == 0) or not data.falling[j]:
             for _ in range(order):
                 value *= n
+        elif deterministic:  # the law as written, at real counts (kind 2)
+            for i in range(order):
+                value *= n - i
         else:
             for i in range(order):
                 value *= max(n - i, 0.0)
@@ -561,6 +567,7 @@ def _compile_cached(network: Network) -> CompiledNetwork:
                 raise InvalidNetworkError(
                     f"rate constant of '{reaction.id}' is not a number: {value}") from None
             falling[j] = law.falling_factorial
+            kind[j] = 2 if law.as_written else 0
             for species_id, order in law.orders:
                 reactant_species.append(species_index[species_id])
                 reactant_order.append(order)

@@ -102,11 +102,22 @@ class MassAction:
     ``rate_constant`` is a sympy expression in parameters (usually a number): the
     stochastic constant applied to the falling factorials. The deterministic limit is
     ``rate_constant * prod_i n_i**m_i``.
+
+    ``as_written``: the SBML law itself was written as ``rate_constant * prod_i (n_i)_{m_i}``
+    (``k/2*X*(X-1)``, DSMTS style). It is converted by substitution only (THEORY.md §1),
+    so its deterministic limit is that same product, the model's own ODE; the propensity
+    is unchanged. Requires ``falling_factorial``.
     """
 
     rate_constant: sympy.Expr
     orders: tuple[tuple[str, int], ...]
     falling_factorial: bool = True
+    as_written: bool = False
+
+    def __post_init__(self):
+        if self.as_written and not self.falling_factorial:
+            raise InvalidNetworkError("a mass-action law written as falling factorials "
+                                      "(as_written=True) needs falling_factorial=True")
 
     def propensity(self) -> sympy.Expr:
         """The propensity as a sympy expression in counts."""
@@ -117,7 +128,10 @@ class MassAction:
         return result
 
     def deterministic_limit(self) -> sympy.Expr:
-        """Rate in molecules per time with continuous counts (``n**m``)."""
+        """Rate in molecules per time with continuous counts (``n**m``; the falling
+        factorials themselves for a law ``as_written``)."""
+        if self.as_written:
+            return self.propensity()
         result = self.rate_constant
         for species_id, order in self.orders:
             result *= sympy.Symbol(species_id) ** order

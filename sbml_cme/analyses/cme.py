@@ -111,10 +111,10 @@ def state_propensities(compiled, states: np.ndarray, parameters: np.ndarray,
     n_channels = len(compiled.network.reactions)
     out = np.empty((len(states), n_channels))
     states = np.ascontiguousarray(states, dtype=np.int64)
-    programs = np.array([j for j in range(n_channels) if data.kind[j] != 0], dtype=np.int64)
+    programs = np.array([j for j in range(n_channels) if data.kind[j] == 1], dtype=np.int64)
     if len(states):
         for j in range(n_channels):
-            if data.kind[j] == 0:
+            if data.kind[j] != 1:  # mass action (kind 0, or 2: falling factorials as written)
                 out[:, j] = _mass_action_column(data, j, states)
         if len(programs):
             _program_propensities(data, programs, states, np.asarray(parameters, float),
@@ -286,7 +286,7 @@ def _breadth_first(data: KernelData, sources, change, limit, key_species, radix,
         for i in range(n_species):
             x[i] = states[head, i]
         for j in range(change.shape[0]):
-            if data.kind[j] == 0:
+            if data.kind[j] != 1:
                 active = data.rate_constant[j] > 0
                 for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
                     if x[data.reactant_species[k]] < (data.reactant_order[k]

@@ -338,7 +338,8 @@ def derivatives(network: Network) -> Derivatives:
 @lru_cache(maxsize=32)
 def _derivatives_cached(network: Network) -> Derivatives:
     kind = compile_network(network).data.kind
-    general = [(r.id, r.rate_law.deterministic_limit()) if kind[j] == 1 else (r.id, sympy.S.Zero)
+    # kind 2 (falling factorials as written) is differentiated symbolically, like kind 1.
+    general = [(r.id, r.rate_law.deterministic_limit()) if kind[j] != 0 else (r.id, sympy.S.Zero)
                for j, r in enumerate(network.reactions)]
     return Derivatives(
         mass_action=_MassActionGradient(network),

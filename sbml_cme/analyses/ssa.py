@@ -34,6 +34,7 @@ from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError, WorkL
 from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
                         compile_network, refuse_continuous, run_program,
                         with_trigger_crossings)
+from ..lawgen import call_law, law_address
 from ..network import Network
 from ..results import EnsembleResult
 from .deterministic import _check_times
@@ -280,9 +281,12 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
 
 # -- the trajectory kernel ---------------------------------------------------------------------
 @numba.njit(cache=True)
-def _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack):
+def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
     for j in range(a.shape[0]):
-        a[j] = channel_propensity(data, j, x, p, t, False, stack)
+        if laws != 0 and data.kind[j] == 1:
+            a[j] = call_law(laws, j, x, p, t)
+        else:
+            a[j] = channel_propensity(data, j, x, p, t, False, stack)
         if not (a[j] >= 0.0):
             return j
     if use_tree:
@@ -306,7 +310,7 @@ def _record(data, output_program, x, p, t, row):
 @numba.njit(cache=True)
 def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                 assignment_is_species, assignment_program, output_program, thresholds, random,
-                x0, p0, times, state, use_tree, out, max_fired):
+                laws, x0, p0, times, state, use_tree, out, max_fired):
     """Simulate one trajectory; fills ``out`` (n_times, n_species + n_outputs). Stops
     with ``_EVENT_BUDGET`` once more than ``max_fired`` reactions have fired.
 
@@ -351,7 +355,7 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             pending_time, pending_event, pending_values, n_pending, stack, values, random, state)
         if status != _OK:
             return status, n_fired, -1, t
-    bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
+    bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
     if bad >= 0:
         return _NEGATIVE_PROPENSITY, n_fired, bad, t
     # Arrays of the hot loop, bound once: calling a function with arrays (or the
@@ -437,7 +441,7 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             s1 = state[1]
             s2 = state[2]
             s3 = state[3]
-            bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
+            bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
             if bad >= 0:
                 return _NEGATIVE_PROPENSITY, n_fired, bad, t
             while k < n_times and times[k] <= t:
@@ -501,8 +505,11 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             d = dependents[q]
             # = channel_propensity(data, d, x, p, t, False, stack), inlined
             if kind[d] == 1:
-                value = run_program(ops, args, constants, program_start[d], program_end[d],
-                                    x, p, t, stack)
+                if laws != 0:  # the network's compiled general laws (sbml_cme.lawgen)
+                    value = call_law(laws, d, x, p, t)
+                else:
+                    value = run_program(ops, args, constants, program_start[d],
+                                        program_end[d], x, p, t, stack)
             else:
                 value = rate_constant[d]
                 for m in range(reactant_ptr[d], reactant_ptr[d + 1]):
@@ -536,7 +543,7 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
             s2 = state[2]
             s3 = state[3]
             if changed:
-                bad = _refresh_all(data, x, p, t, a, tree, leaves, use_tree, stack)
+                bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
                 if bad >= 0:
                     return _NEGATIVE_PROPENSITY, n_fired, bad, t
     return _OK, n_fired, -1, t
@@ -545,13 +552,13 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
 @numba.njit(cache=True)
 def _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                     assignment_is_species, assignment_program, output_program, thresholds, random,
-                    x0, p0, times, states, use_tree, out, report, i, max_fired):
+                    laws, x0, p0, times, states, use_tree, out, report, i, max_fired):
     """Trajectory ``i`` of a block into ``out[i]``; ``report[i]`` gets (status, n_fired,
     failing index, failure time)."""
     status, fired, index, when = _trajectory(
         data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
         assignment_is_species, assignment_program, output_program, thresholds, random,
-        x0, p0, times, states[i], use_tree, out[i], max_fired)
+        laws, x0, p0, times, states[i], use_tree, out[i], max_fired)
     report[i, 0] = status
     report[i, 1] = fired
     report[i, 2] = index
@@ -561,26 +568,26 @@ def _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr, assig
 @numba.njit(cache=True, parallel=True)
 def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
               assignment_is_species, assignment_program, output_program, thresholds, random,
-              x0, p0, times, states, use_tree, out, report, max_fired):
+              laws, x0, p0, times, states, use_tree, out, report, max_fired):
     """Run ``states.shape[0]`` trajectories in parallel (see :func:`_run_trajectory`)."""
     for i in prange(states.shape[0]):
         _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
                         assignment_target, assignment_is_species, assignment_program,
-                        output_program, thresholds, random, x0, p0, times, states, use_tree, out,
-                        report, i, max_fired)
+                        output_program, thresholds, random, laws, x0, p0, times, states,
+                        use_tree, out, report, i, max_fired)
 
 
 @numba.njit(cache=True)
 def _ensemble_serial(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                      assignment_is_species, assignment_program, output_program, thresholds, random,
-                     x0, p0, times, states, use_tree, out, report, max_fired):
+                     laws, x0, p0, times, states, use_tree, out, report, max_fired):
     """:func:`_ensemble` on the calling thread only, for Dask tasks where numba's threading
     layer is not thread-safe (see ``ensemble.task_may_use_parallel_kernel``)."""
     for i in range(states.shape[0]):
         _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
                         assignment_target, assignment_is_species, assignment_program,
-                        output_program, thresholds, random, x0, p0, times, states, use_tree, out,
-                        report, i, max_fired)
+                        output_program, thresholds, random, laws, x0, p0, times, states,
+                        use_tree, out, report, i, max_fired)
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -864,8 +871,8 @@ def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, r
            compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
            compiled.assignment_target, compiled.assignment_is_species,
            compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
-           compiled.random, x0, _parameters_with_slots(compiled), times, streams.copy(),
-           bool(method_code), out, report, float(max_fired))
+           compiled.random, law_address(compiled), x0, _parameters_with_slots(compiled),
+           times, streams.copy(), bool(method_code), out, report, float(max_fired))
 
 
 def _parameters_with_slots(compiled: CompiledNetwork) -> np.ndarray:

@@ -427,6 +427,9 @@ def _effective_constants(network: Network, *, stochastic: bool) -> tuple[np.ndar
             return None, f"reaction '{reaction.id}' makes a random burst"
         if not isinstance(law, MassAction):
             return None, f"reaction '{reaction.id}' has a general (non-mass-action) law"
+        if law.as_written and not stochastic:
+            return None, (f"reaction '{reaction.id}' has a law written as falling "
+                          "factorials: its rate equation is not mass action")
         orders = dict(law.orders)
         reactants: dict[str, int] = {}
         for species_id, count in reaction.reactants:

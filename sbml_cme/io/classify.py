@@ -1,8 +1,9 @@
 """Classification of a kinetic law already rewritten in molecule counts.
 
 :func:`classify` decides the propensity form of one SBML reaction (docs/conversion-rules.md):
-a mass-action monomial in the reactants gets exact combinatorics ``n**m -> (n)_m``; the
-difference of two such monomials, forward in the reactants and backward in the products,
+a mass-action monomial in the reactants (times order-1 boundary or modifier species) gets
+exact combinatorics ``n**m -> (n)_m``; a law written as falling factorials
+(``k/2*X*(X-1)``) is a mass-action channel as written; the difference of two such monomials, forward in the reactants and backward in the products,
 becomes two channels; any other law that can turn negative becomes two non-negative
 channels, N+/D and |N-|/D (or max(v, 0) and max(-v, 0)); everything else is kept as
 written and is non-negative on counts (proved, recognised as falling factorials, or
@@ -112,20 +113,25 @@ class _SbmlReaction:
 
 def _mass_action_channels(reaction: _SbmlReaction, propensity, species,
                           context: LawContext) -> list[Reaction] | None:
-    """The mass-action channel, or the forward/backward pair of a difference of two
-    mass-action monomials (forward in the reactants, backward in the products); ``None``
-    when the law is neither."""
+    """The mass-action channel (a monomial, or falling factorials as written, in the
+    orders :func:`_law_orders` accepts), or the forward/backward pair of a difference of
+    two mass-action monomials (forward in the reactants, backward in the products);
+    ``None`` when the law is none of these."""
     terms = _polynomial_terms(propensity, species)
+    rid, reactants, products = reaction.id, reaction.reactants, reaction.products
+    if terms is not None and len(terms) == 1:
+        (exponents, coefficient), = terms.items()
+        orders = _law_orders(exponents, species, reactants)
+        if orders is not None and not _negative_value(coefficient, context):
+            return [_mass_action_channel(rid, reaction, coefficient, reactants, products, "",
+                                         context, orders=orders)]
+    written = _falling_factorial_channel(reaction, propensity, species, context)
+    if written is not None:
+        return [written]
     if terms is None:
         return None
-    rid, reactants, products = reaction.id, reaction.reactants, reaction.products
     reactant_orders = _orders_vector(reactants, species)
     product_orders = _orders_vector(products, species)
-    if len(terms) == 1:
-        (exponents, coefficient), = terms.items()
-        if exponents == reactant_orders and not _negative_value(coefficient, context):
-            return [_mass_action_channel(rid, reaction, coefficient, reactants, products, "",
-                                         context)]
     if len(terms) == 2 and reactant_orders != product_orders:
         forward = terms.get(reactant_orders)
         backward = terms.get(product_orders)
@@ -140,6 +146,59 @@ def _mass_action_channels(reaction: _SbmlReaction, propensity, species,
                         _mass_action_channel(f"{rid}_backward", reaction, -backward,
                                              products, reactants, split, context)]
     return None
+
+
+def _law_orders(exponents, species, reactants) -> tuple[tuple[str, int], ...] | None:
+    """The mass-action orders of a monomial with ``exponents`` (over ``species``) in a
+    reaction with ``reactants``, or ``None`` when they are not mass action.
+
+    Every reactant must enter at its stoichiometry. A species that is not a reactant (a
+    boundary species such as Schloegl's B in ``k3*B``, a modifier such as the mRNA in
+    ``k*mRNA`` for 0 -> protein) may enter at order 1, where (n)_1 = n leaves no
+    combinatorics to decide; at a higher order it is ambiguous (n**2 or (n)_2?) and the
+    law stays general. Orders are the reactants', then the other species by id.
+    """
+    stoichiometry = dict(reactants)
+    law = {s.name: m for s, m in zip(species, exponents)}
+    if any(law.get(sid, 0) != m for sid, m in stoichiometry.items()):
+        return None
+    others = sorted(sid for sid, m in law.items() if m and sid not in stoichiometry)
+    if any(law[sid] > 1 for sid in others):
+        return None
+    return tuple(reactants) + tuple((sid, 1) for sid in others)
+
+
+def _falling_factorial_channel(reaction: _SbmlReaction, propensity, species,
+                               context: LawContext) -> Reaction | None:
+    """The mass-action channel of a law written as ``c * prod_i (n_i)_{m_i}`` with some
+    m_i >= 2 (``k/2*X*(X-1)``, ``k/6*X*(X-1)*(X-2)``), orders as :func:`_law_orders`
+    accepts and c >= 0: its propensity is the law as written (substitution only,
+    THEORY.md §1) and so is its deterministic limit (``MassAction.as_written``), with or
+    without the ``falling_factorials`` option. ``None`` for any other law."""
+    if not species or TIME in propensity.free_symbols or \
+            sympy.count_ops(propensity) > 60 or not propensity.is_polynomial(*species):
+        return None
+    terms = {tuple(e): c.as_expr() for e, c in sympy.Poly(propensity, *species).terms()}
+    exponents = max(terms, key=sum)
+    if max(exponents, default=0) < 2:
+        return None
+    orders = _law_orders(exponents, species, reaction.reactants)
+    if orders is None:
+        return None
+    coefficient = terms[exponents]
+    target = coefficient
+    for s, m in zip(species, exponents):
+        target *= sympy.ff(s, m)
+    if sympy.expand(sympy.expand_func(target) - propensity) != 0:
+        return None
+    try:
+        if not float(coefficient.xreplace(context.parameter_values)) >= 0:
+            return None
+    except TypeError:
+        return None
+    return _mass_action_channel(reaction.id, reaction, coefficient, reaction.reactants,
+                                reaction.products, "", context, orders=orders,
+                                as_written=True)
 
 
 def _negative_value(coefficient, context: LawContext) -> bool:
@@ -359,11 +418,16 @@ def _snap_round_floats(expression: sympy.Expr) -> sympy.Expr:
 
 
 def _mass_action_channel(channel_id, reaction: _SbmlReaction, coefficient, reactants, products,
-                         terms: str, context: LawContext) -> Reaction:
-    """A channel ``coefficient * prod (n)_m`` with orders m equal to ``reactants``."""
-    falling = context.falling_factorials
+                         terms: str, context: LawContext, orders=None,
+                         as_written: bool = False) -> Reaction:
+    """A channel ``coefficient * prod (n)_m`` with orders m (species id, m) ``orders``,
+    by default equal to ``reactants``. ``as_written``: the law was written with the
+    falling factorials (``MassAction.as_written``), which are then kept whatever the
+    ``falling_factorials`` option says."""
+    orders = tuple(reactants) if orders is None else tuple(orders)
+    falling = context.falling_factorials or as_written
     volume_factor = context.extent_factor
-    for sid, order in reactants:
+    for sid, order in orders:
         s = context.species_by_id[sid]
         scale = s.molecules_per_unit * (1.0 if s.has_only_substance_units else
                                         context.compartment_sizes[s.compartment])
@@ -377,17 +441,20 @@ def _mass_action_channel(channel_id, reaction: _SbmlReaction, coefficient, react
         macroscopic = float(coefficient.xreplace(context.parameter_values)) / volume_factor
     except TypeError:
         macroscopic = None
-    if falling and any(order > 1 for _, order in reactants):
-        combinatorial = ", ".join(f"({s})_{m} = {_falling_text(s, m)}" for s, m in reactants
+    if falling and any(order > 1 for _, order in orders):
+        combinatorial = ", ".join(f"({s})_{m} = {_falling_text(s, m)}" for s, m in orders
                                   if m > 1)
+        if as_written:
+            combinatorial = f"law substituted as written: {combinatorial}"
     else:
         combinatorial = "none needed (orders <= 1)" if falling else "off (n**m as written)"
-    conversion = Conversion(sbml_law=reaction.sbml_law, form="mass action",
+    form = "mass action (propensity as written)" if as_written else "mass action"
+    conversion = Conversion(sbml_law=reaction.sbml_law, form=form,
                             macroscopic_constant=macroscopic, volume_factor=volume_factor,
                             combinatorial=combinatorial,
                             molecules_per_unit=context.extent_factor, terms=terms)
-    law = MassAction(rate_constant=coefficient, orders=tuple(reactants),
-                     falling_factorial=falling)
+    law = MassAction(rate_constant=coefficient, orders=orders, falling_factorial=falling,
+                     as_written=as_written)
     return Reaction(channel_id, reactants, products, law, sbml_id=reaction.id,
                     conversion=conversion)
 

@@ -466,7 +466,7 @@ def test_item_override_conversion():
     assert all(s.molecules_per_unit == 1.0 for s in network.species)
     assert_channel(network, "birth", stochastic_constant=8.0, volume_factor=1.0)
     assert_channel(network, "death", stochastic_constant=0.1, volume_factor=1.0)
-    assert table_row(network, "pairing")["form"] == "general (falling factorial as written)"
+    assert table_row(network, "pairing")["form"] == "mass action (propensity as written)"
     assert_propensities(network, [({"X": 0, "Y": 10}, [8.0, 0.0, 0.04 * 10 * 9 / 2]),
                                   ({"X": 12, "Y": 1}, [8.0, 1.2, 0.0]),
                                   ({"X": 3, "Y": 2}, [8.0, 0.3, 0.04])])
