@@ -253,7 +253,19 @@ def run_pipeline(text: str) -> tuple[str, str]:
     return "ok", ",".join(refused)
 
 
+def _die_with_parent() -> None:
+    """Linux: the kernel kills this worker when the driver dies (a killed campaign
+    otherwise leaves workers spinning on a hung document)."""
+    try:
+        import ctypes
+        import signal
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker(connection, warmup_text: str) -> None:
+    _die_with_parent()
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     run_pipeline(warmup_text)  # imports and loads the compiled kernels before the clock runs
     connection.send("ready")
