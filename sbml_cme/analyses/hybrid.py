@@ -298,9 +298,35 @@ _E = np.array([71 / 57600, 0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525,
 _D = np.array([-12715105075 / 11282082432, 0, 87487479700 / 32700410799,
                -10690763975 / 1880347072, 701980252875 / 199316789632,
                -1453857185 / 822651844, 69997945 / 29380423])
-# Rosenbrock 2(3) of Shampine and Reichelt (MATLAB's ode23s).
-_GAMMA = 1.0 / (2.0 + math.sqrt(2.0))
-_E32 = 6.0 + math.sqrt(2.0)
+# Rodas4 (Hairer and Wanner, Solving ODEs II, VI.4; the coefficients of RODAS, METH=1)
+# in the form without matrix-vector products: stage s solves
+# (I / (h gamma) - J) k_s = f(t + c_s h, y0 + sum_q A[s, q] k_q) + h D[s] df/dt
+# + sum_q CC[s, q] / h k_q, with stage 6 at y0 + sum A[4, q] k_q + k_5 and
+# y1 = that + k_6 (stiffly accurate; k_6 is the error estimate). Dense output:
+# y(s) = (1 - s) y0 + s (y1 + (1 - s) (H[0] . k + s H[1] . k)).
+_RODAS_GAMMA = 0.25
+_RODAS_C = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
+_RODAS_D = np.array([0.25, -0.1043, 0.1035, -0.0362, 0.0, 0.0])
+_RODAS_A = np.zeros((6, 5))
+_RODAS_A[1, :1] = [1.544]
+_RODAS_A[2, :2] = [0.9466785280815826, 0.2557011698983284]
+_RODAS_A[3, :3] = [3.314825187068521, 2.896124015972201, 0.9986419139977817]
+_RODAS_A[4, :4] = [1.221224509226641, 6.019134481288629, 12.53708332932087,
+                   -0.6878860361058950]
+_RODAS_A[5, :4] = _RODAS_A[4, :4]
+_RODAS_CC = np.zeros((6, 5))
+_RODAS_CC[1, :1] = [-5.6688]
+_RODAS_CC[2, :2] = [-2.430093356833875, -0.2063599157091915]
+_RODAS_CC[3, :3] = [-0.1073529058151375, -9.594562251023355, -20.47028614809616]
+_RODAS_CC[4, :4] = [7.496443313967647, -10.24680431464352, -33.99990352819905,
+                    11.70890893206160]
+_RODAS_CC[5, :5] = [8.083246795921522, -7.981132988064893, -31.52159432874371,
+                    16.31930543123136, -6.058818238834054]
+_RODAS_H = np.array([
+    [10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823,
+     1.025137723295662],
+    [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386,
+     -6.594389125716872]])
 
 
 @numba.njit(cache=True)
@@ -383,60 +409,82 @@ def _lu_solve(a, pivots, b):
 
 
 @numba.njit(cache=True)
-def _rosenbrock_step(data, hybrid, x, p, t, h, y0, f0, w, pivots, k1, k2, k3, f1, f2,
-                     dfdt, ytmp, y1, error, dense, stack, rule_stack):
-    """One step of the L-stable Rosenbrock 2(3) method (ode23s) from (t, y0) with
-    ``f0`` = f(t, y0); the Jacobian by forward differences. Fills ``y1``, ``f2`` =
-    f(t + h, y1) and the dense output; returns the error norm (inf when W is singular)."""
+def _jacobian(data, hybrid, x, p, t, h, y0, f0, jac, dfdt, ytmp, f1, stack, rule_stack):
+    """Forward-difference Jacobian ``jac`` (m, m) = df/dy and ``dfdt`` (m,) = df/dt at
+    (t, y0) with ``f0`` = f(t, y0); ``h`` (the coming step) scales the time increment."""
     m = y0.shape[0]
     n_variables = m - 1  # nothing depends on Lambda: its Jacobian column is zero
     for c in range(m):
-        w[:, c] = 0.0
+        jac[:, c] = 0.0
     for c in range(n_variables):
         delta = 1.5e-8 * max(abs(y0[c]), 1.0)
         ytmp[:] = y0
         ytmp[c] += delta
         _derivatives(data, hybrid, x, p, t, ytmp, f1, stack, rule_stack)
         for r in range(m):
-            w[r, c] = -h * _GAMMA * (f1[r] - f0[r]) / delta
+            jac[r, c] = (f1[r] - f0[r]) / delta
     delta = 1.5e-8 * max(abs(t), abs(h))
     _derivatives(data, hybrid, x, p, t + delta, y0, f1, stack, rule_stack)
     for r in range(m):
         dfdt[r] = (f1[r] - f0[r]) / delta
-        w[r, r] += 1.0
+
+
+@numba.njit(cache=True)
+def _rodas_step(data, hybrid, x, p, t, h, y0, f0, jac, dfdt, w, pivots, rk, ytmp, y1, f1,
+                error, dense, stack, rule_stack):
+    """One step of Rodas4 (Hairer and Wanner's RODAS: L-stable, stiffly accurate,
+    order 4 with an embedded order-3 solution and a 3rd-order dense output) from (t, y0)
+    with ``f0`` = f(t, y0) and ``jac``, ``dfdt`` of :func:`_jacobian` at (t, y0).
+    ``rk`` (6, m) holds the stages. Fills ``y1`` and the dense output; returns the error
+    norm (inf when the iteration matrix is singular)."""
+    m = y0.shape[0]
+    scale = 1.0 / (h * _RODAS_GAMMA)
+    for r in range(m):
+        for c in range(m):
+            w[r, c] = -jac[r, c]
+        w[r, r] += scale
     if not _lu_factor(w, pivots):
         return math.inf
+    for s in range(6):
+        if s == 0:
+            for r in range(m):
+                f1[r] = f0[r]
+        else:
+            for r in range(m):
+                value = y0[r]
+                for q in range(min(s, 5)):
+                    value += _RODAS_A[s, q] * rk[q, r]
+                if s == 5:
+                    value += rk[4, r]
+                ytmp[r] = value
+            _derivatives(data, hybrid, x, p, t + _RODAS_C[s] * h, ytmp, f1, stack, rule_stack)
+        for r in range(m):
+            value = f1[r] + h * _RODAS_D[s] * dfdt[r]
+            for q in range(s):
+                value += _RODAS_CC[s, q] / h * rk[q, r]
+            rk[s, r] = value
+        _lu_solve(w, pivots, rk[s])
     for r in range(m):
-        k1[r] = f0[r] + h * _GAMMA * dfdt[r]
-    _lu_solve(w, pivots, k1)
-    for r in range(m):
-        ytmp[r] = y0[r] + 0.5 * h * k1[r]
-    _derivatives(data, hybrid, x, p, t + 0.5 * h, ytmp, f1, stack, rule_stack)
-    for r in range(m):
-        k2[r] = f1[r] - k1[r]
-    _lu_solve(w, pivots, k2)
-    for r in range(m):
-        k2[r] += k1[r]
-        y1[r] = y0[r] + h * k2[r]
-    _derivatives(data, hybrid, x, p, t + h, y1, f2, stack, rule_stack)
-    for r in range(m):
-        k3[r] = f2[r] - _E32 * (k2[r] - f1[r]) - 2.0 * (k1[r] - f0[r]) + h * _GAMMA * dfdt[r]
-    _lu_solve(w, pivots, k3)
-    for r in range(m):
-        error[r] = h / 6.0 * (k1[r] - 2.0 * k2[r] + k3[r])
+        y1[r] = ytmp[r] + rk[5, r]
+        error[r] = rk[5, r]
         dense[0, r] = y0[r]
-        dense[1, r] = h * k1[r]
-        dense[2, r] = h * k2[r]
+        dense[1, r] = y1[r]
+        first = 0.0
+        second = 0.0
+        for q in range(5):
+            first += _RODAS_H[0, q] * rk[q, r]
+            second += _RODAS_H[1, q] * rk[q, r]
+        dense[2, r] = first
+        dense[3, r] = second
     return _error_norm(hybrid, error, y0, y1)
 
 
 @numba.njit(cache=True, inline="always")
 def _dense_value(stiff, dense, c, s):
     """Component ``c`` of the dense output at the fraction ``s`` in [0, 1] of the step."""
-    if stiff:
-        return dense[0, c] + (s * (1.0 - s) * dense[1, c] +
-                              s * (s - 2.0 * _GAMMA) * dense[2, c]) / (1.0 - 2.0 * _GAMMA)
     r = 1.0 - s
+    if stiff:
+        return dense[0, c] * r + s * (dense[1, c] + r * (dense[2, c] + s * dense[3, c]))
     return dense[0, c] + s * (dense[1, c] + r * (dense[2, c] + s * (dense[3, c] +
                                                                    r * dense[4, c])))
 
@@ -575,12 +623,10 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
     error = np.zeros(m)
     dense = np.zeros((5, m))
     w = np.zeros((m, m))
+    jac = np.zeros((m, m))
+    rk = np.zeros((6, m))
     pivots = np.zeros(m, dtype=np.int64)
-    k1 = np.zeros(m)
-    k2 = np.zeros(m)
-    k3 = np.zeros(m)
     f1 = np.zeros(m)
-    f2 = np.zeros(m)
     dfdt = np.zeros(m)
     a = np.zeros(hybrid.jump_channels.shape[0])
     xs = x.copy()
@@ -655,10 +701,11 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
         used_stiff = stiff
         stiffness = 0.0
         if stiff:
-            norm = _rosenbrock_step(data, hybrid, x, p, t, step, y0, f0, w, pivots, k1, k2,
-                                    k3, f1, f2, dfdt, ytmp, y1, error, dense, stack,
-                                    rule_stack)
-            exponent, largest = 1.0 / 3.0, 5.0
+            _jacobian(data, hybrid, x, p, t, step, y0, f0, jac, dfdt, ytmp, f1, stack,
+                      rule_stack)
+            norm = _rodas_step(data, hybrid, x, p, t, step, y0, f0, jac, dfdt, w, pivots, rk,
+                               ytmp, y1, f1, error, dense, stack, rule_stack)
+            exponent, largest = 0.25, 6.0
         else:
             k[0, :] = f0
             norm, stiffness = _dopri_step(data, hybrid, x, p, t, step, y0, k, ytmp, ystage, y1,
@@ -723,7 +770,10 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
                           out[row])
             row += 1
         y0[:] = y1
-        f0[:] = f2 if used_stiff else k[6]
+        if used_stiff:  # Rodas has no first-same-as-last stage
+            _derivatives(data, hybrid, x, p, t1, y0, f0, stack, rule_stack)
+        else:
+            f0[:] = k[6]
         _write_state(hybrid, y0, x, p)
         t = t1
         if stop:
