@@ -41,7 +41,7 @@ from numba import prange
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (check_time_in_triggers, channel_propensity, compile_expressions,
                         compile_network, run_program, with_trigger_crossings)
-from ..network import Expression, MassAction, Network, Output
+from ..network import TIME, Expression, MassAction, Network, Output
 from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
 from .draws import uniform as uniform_draw
@@ -142,6 +142,10 @@ class HybridData(NamedTuple):
     rtol: float
     atol: float
     method: int
+    jacobian_group: np.ndarray      # (n_variables,) column group of the Jacobian, -1: zero
+    n_jacobian_groups: int
+    jacobian_pattern: np.ndarray    # (m, m) bool: dy'_r/dy_c can be nonzero (m = n_variables + 1)
+    autonomous: bool                # no law or rule reads time: df/dt = 0
 
 
 def _rate_rules(network: Network) -> dict[str, sympy.Expr]:
@@ -178,6 +182,8 @@ def _hybrid_data(network: Network, rtol: float, atol: float, method: int) -> Hyb
     live = {v for _, v in variables}
     reads = [bool(live & {s.name for s in r.rate_law.propensity().free_symbols})
              for r in network.reactions]
+    pattern, autonomous = _jacobian_pattern(network, variables, rules)
+    group, n_groups = _column_groups(pattern)
     return HybridData(
         jump_channels=np.nonzero(mask)[0].astype(np.int64),
         reads_continuous=np.array(reads, dtype=np.bool_),
@@ -187,7 +193,62 @@ def _hybrid_data(network: Network, rtol: float, atol: float, method: int) -> Hyb
         discrete=np.array([not s.continuous for s in network.species], dtype=np.bool_),
         rule_ops=programs.ops, rule_args=programs.args, rule_constants=programs.constants,
         rule_bounds=bounds, rule_stack_size=programs.stack_size, rtol=float(rtol),
-        atol=float(atol), method=int(method))
+        atol=float(atol), method=int(method), jacobian_group=group,
+        n_jacobian_groups=n_groups, jacobian_pattern=pattern, autonomous=autonomous)
+
+
+def _jacobian_pattern(network: Network, variables, rules) -> tuple[np.ndarray, bool]:
+    """Structural nonzeros of the ODE's Jacobian, (m, m) bool with m = n_variables + 1
+    (row/column n_variables: Lambda), from the symbols each right-hand side reads: the
+    rate rule of a variable, the deterministic limit of each continuous flux into the
+    species it changes, the jump propensities into Lambda. Also whether any of them reads
+    time."""
+    position = {v: c for c, (_, v) in enumerate(variables)}
+    m = len(variables) + 1
+    pattern = np.zeros((m, m), dtype=np.bool_)
+    reads_time = False
+
+    def mark(row, expression):
+        nonlocal reads_time
+        names = {symbol.name for symbol in expression.free_symbols}
+        reads_time = reads_time or TIME.name in names
+        for name in names & position.keys():
+            pattern[row, position[name]] = True
+
+    for c, (_, target) in enumerate(variables):
+        if target in rules:
+            mark(c, sympy.sympify(rules[target]))
+    for reaction, jump in zip(network.reactions, network.jump_mask):
+        law = reaction.rate_law
+        if jump:
+            mark(m - 1, law.propensity())
+            continue
+        changed = {species for species, _ in reaction.reactants + reaction.products}
+        for row in sorted(position[s] for s in changed if s in position):
+            mark(row, law.propensity())
+            mark(row, law.deterministic_limit())
+    return pattern, not reads_time
+
+
+def _column_groups(pattern: np.ndarray) -> tuple[np.ndarray, int]:
+    """Greedy Curtis-Powell-Reid grouping of the Jacobian's columns (Lambda's excluded):
+    columns of one group share no structural row, so one perturbed right-hand side
+    gives them all. Returns (group per column, -1 for an all-zero column; n_groups)."""
+    n_variables = pattern.shape[0] - 1
+    group = np.full(n_variables, -1, dtype=np.int64)
+    rows: list[np.ndarray] = []
+    for c in range(n_variables):
+        if not pattern[:, c].any():
+            continue
+        for g, taken in enumerate(rows):
+            if not (taken & pattern[:, c]).any():
+                group[c] = g
+                taken |= pattern[:, c]
+                break
+        else:
+            group[c] = len(rows)
+            rows.append(pattern[:, c].copy())
+    return group, len(rows)
 
 
 # -- the ODE of the continuous part -------------------------------------------------------------
@@ -411,18 +472,28 @@ def _lu_solve(a, pivots, b):
 @numba.njit(cache=True)
 def _jacobian(data, hybrid, x, p, t, h, y0, f0, jac, dfdt, ytmp, f1, stack, rule_stack):
     """Forward-difference Jacobian ``jac`` (m, m) = df/dy and ``dfdt`` (m,) = df/dt at
-    (t, y0) with ``f0`` = f(t, y0); ``h`` (the coming step) scales the time increment."""
+    (t, y0) with ``f0`` = f(t, y0); ``h`` (the coming step) scales the time increment.
+    One right-hand side per column group of ``hybrid.jacobian_group`` (the structural
+    zeros stay 0), none for df/dt when the ODE is autonomous."""
     m = y0.shape[0]
     n_variables = m - 1  # nothing depends on Lambda: its Jacobian column is zero
     for c in range(m):
         jac[:, c] = 0.0
-    for c in range(n_variables):
-        delta = 1.5e-8 * max(abs(y0[c]), 1.0)
+    for g in range(hybrid.n_jacobian_groups):
         ytmp[:] = y0
-        ytmp[c] += delta
+        for c in range(n_variables):
+            if hybrid.jacobian_group[c] == g:
+                ytmp[c] += 1.5e-8 * max(abs(y0[c]), 1.0)
         _derivatives(data, hybrid, x, p, t, ytmp, f1, stack, rule_stack)
-        for r in range(m):
-            jac[r, c] = (f1[r] - f0[r]) / delta
+        for c in range(n_variables):
+            if hybrid.jacobian_group[c] == g:
+                delta = ytmp[c] - y0[c]
+                for r in range(m):
+                    if hybrid.jacobian_pattern[r, c]:
+                        jac[r, c] = (f1[r] - f0[r]) / delta
+    if hybrid.autonomous:
+        dfdt[:] = 0.0
+        return
     delta = 1.5e-8 * max(abs(t), abs(h))
     _derivatives(data, hybrid, x, p, t + delta, y0, f1, stack, rule_stack)
     for r in range(m):
