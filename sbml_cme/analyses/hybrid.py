@@ -13,8 +13,9 @@ reaches an Exp(1) draw, located by root finding on the integrator's dense output
 channel is drawn with probabilities a_j / sum a at that time. This is the exact law of
 the PDMP up to the ODE tolerance (docs/hybrid.md). The integrator is compiled: an
 adaptive Dormand-Prince 5(4) with its 4th-order dense output and Hairer's stiffness
-test, switching to an L-stable Rosenbrock 2(3) method (Shampine's ode23s, with its own
-dense output) when the problem turns stiff.
+test, switching to Rodas4 (L-stable, stiffly accurate Rosenbrock method of order 4
+with a 3rd-order dense output; finite-difference Jacobian by column groups of its
+structural pattern) when the problem turns stiff.
 
 Methods (``METHODS``): ``"auto"`` (Dormand-Prince, Rosenbrock once stiff),
 ``"dopri5"`` (never switch), ``"rosenbrock"`` (stiff method throughout).
