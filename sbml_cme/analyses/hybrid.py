@@ -696,6 +696,7 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
     dense = np.zeros((5, m))
     w = np.zeros((m, m))
     jac = np.zeros((m, m))
+    jacobian_ready = False  # jac, dfdt are those at (t, y0)
     rk = np.zeros((6, m))
     pivots = np.zeros(m, dtype=np.int64)
     f1 = np.zeros(m)
@@ -764,6 +765,7 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
             break
         if fresh:
             _derivatives(data, hybrid, x, p, t, y0, f0, stack, rule_stack)
+            jacobian_ready = False
             if h <= 0.0:
                 h = _initial_step(data, hybrid, x, p, t, y0, f0, t_stop - t, ytmp, f1, stack,
                                   rule_stack)
@@ -773,8 +775,10 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
         used_stiff = stiff
         stiffness = 0.0
         if stiff:
-            _jacobian(data, hybrid, x, p, t, step, y0, f0, jac, dfdt, ytmp, f1, stack,
-                      rule_stack)
+            if not jacobian_ready:  # a rejected step retries on the same point's
+                _jacobian(data, hybrid, x, p, t, step, y0, f0, jac, dfdt, ytmp, f1, stack,
+                          rule_stack)
+                jacobian_ready = True
             norm = _rodas_step(data, hybrid, x, p, t, step, y0, f0, jac, dfdt, w, pivots, rk,
                                ytmp, y1, f1, error, dense, stack, rule_stack)
             exponent, largest = 0.25, 6.0
@@ -842,6 +846,7 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
                           out[row])
             row += 1
         y0[:] = y1
+        jacobian_ready = False
         if used_stiff:  # Rodas has no first-same-as-last stage
             _derivatives(data, hybrid, x, p, t1, y0, f0, stack, rule_stack)
         else:
