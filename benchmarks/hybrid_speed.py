@@ -237,7 +237,8 @@ def teusink_side_by_side(horizon: float, n_ours: int, n_peer: int) -> None:
     print(f"{'teusink+gene (GillesPy2 TauHybrid)':34s} T={horizon:g}  n={n_peer:>4}  "
           f"wall={peer_wall:7.2f}s  trajectories/s={n_peer / peer_wall:8.4f}  "
           "(no event count reported)")
-    print(f"ratio sbml_cme / GillesPy2 (trajectories/s): {(n_ours / wall) / (n_peer / peer_wall):,.0f}")
+    ratio = (n_ours / wall) / (n_peer / peer_wall)
+    print(f"ratio sbml_cme / GillesPy2 (trajectories/s): {ratio:,.0f}")
     model_units = ours.stats("model").iloc[-1]
     counts = ours.stats("count").iloc[-1]
     names = ["GLCi", "G6P", "F16P", "PYR", "ACE", "NADH", "P"]

@@ -20,7 +20,8 @@ U, V = sympy.symbols("u v")
 
 
 def _kernel(network: Network):
-    """(data, hybrid data, x, p, stack, rule stack) of ``network`` as simulate_hybrid builds them."""
+    """(data, hybrid data, x, p, stack, rule stack) of ``network``, as simulate_hybrid
+    builds them."""
     network = hybrid._live_rate_constants(network)
     compiled = compile_network(network, random_draws=True)
     data = hybrid._hybrid_data(network, 1e-7, 1e-9, hybrid.METHODS["rosenbrock"])
