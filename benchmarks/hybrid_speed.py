@@ -15,10 +15,16 @@
 - ``--gillespy2``: GillesPy2's TauHybridSolver on the continuous telegraph (On, Off
   ``mode="discrete"``, Y ``mode="continuous"``), side by side; trajectories/s and the
   ratio. GillesPy2 is not a dependency (``pip install gillespy2``).
+- ``--teusink --gillespy2``: both on teusink+gene over T = ``--peer-horizon`` (default 1:
+  one GillesPy2 trajectory to T = 10 takes over 15 minutes), 100 trajectories of ours,
+  ``--peer-n`` (default 2) of GillesPy2's; the function definitions are expanded with
+  libsbml first (:func:`expanded_sbml`), which GillesPy2's importer needs. Prints
+  trajectories/s, the ratio and the means at T side by side.
 
 Time is ``run_info["wall_time"]`` (the simulation only), after a warm-up call that loads
 the cached numba kernels. Usage:
-``python benchmarks/hybrid_speed.py [--quick] [--teusink [--rtol 1e-5]] [--gillespy2]``.
+``python benchmarks/hybrid_speed.py [--quick] [--teusink [--rtol 1e-5]] [--gillespy2]
+[--peer-horizon T] [--peer-n N]``.
 """
 
 from __future__ import annotations
@@ -135,6 +141,130 @@ def run_gillespy2(times, n) -> float:
     return n / wall
 
 
+def expanded_sbml(path: Path) -> str:
+    """The SBML text of ``path`` with every function definition expanded in place.
+
+    libsbml's "expandFunctionDefinitions" converter refuses a document its consistency
+    check finds invalid, as BIOMD0000000064 is for its units (error 10541, a kinetic law
+    not in substance per time); then each formula is expanded with
+    ``SBMLTransforms.replaceFD``, the call the converter makes. Initial assignments are
+    expanded by the converter too (064 has none)."""
+    import libsbml
+
+    document = libsbml.readSBMLFromFile(str(path))
+    model = document.getModel()
+    properties = libsbml.ConversionProperties()
+    properties.addOption("expandFunctionDefinitions", True)
+    if document.convert(properties) != libsbml.LIBSBML_OPERATION_SUCCESS:
+        definitions = model.getListOfFunctionDefinitions()
+        elements = ([r.getKineticLaw() for r in model.getListOfReactions() if r.isSetKineticLaw()]
+                    + list(model.getListOfRules()) + list(model.getListOfInitialAssignments()))
+        for element in elements:
+            math = element.getMath().deepCopy()
+            libsbml.SBMLTransforms.replaceFD(math, definitions)
+            element.setMath(math)
+        while model.getNumFunctionDefinitions():
+            model.removeFunctionDefinition(0)
+    if model.getNumInitialAssignments():
+        properties = libsbml.ConversionProperties()
+        properties.addOption("expandInitialAssignments", True)
+        if document.convert(properties) != libsbml.LIBSBML_OPERATION_SUCCESS:
+            raise RuntimeError("libsbml could not expand the initial assignments")
+    return libsbml.writeSBMLToString(document)
+
+
+def gillespy2_teusink(times):
+    """BIOMD0000000064 + gene 0 in GillesPy2: metabolites continuous (mM, the model's
+    units; both compartments have volume 1), On0/Off0/M0 discrete, P0 continuous, the
+    gene's constants as in :func:`gene`."""
+    import tempfile
+
+    import gillespy2
+
+    path = Path(__file__).resolve().parent.parent / "models/biomodels/BIOMD0000000064.xml"
+    with tempfile.TemporaryDirectory() as folder:
+        expanded = Path(folder) / "BIOMD0000000064-expanded.xml"
+        expanded.write_text(expanded_sbml(path))
+        model, errors = gillespy2.import_SBML(str(expanded))
+    if model is None:
+        raise RuntimeError(f"gillespy2.import_SBML failed: {errors}")
+    for species in model.listOfSpecies.values():
+        species.mode = "continuous"
+    names = ["kon0", "koff0", "ktx0", "kmdeg0", "ktl0", "kpdeg0"]
+    model.add_parameter([gillespy2.Parameter(name=name, expression=value) for name, value in
+                         zip(names, [1.0, 2.0, 20.0, 1.0, 100.0, 0.1])])
+    model.add_species([gillespy2.Species(name="On0", initial_value=0, mode="discrete"),
+                       gillespy2.Species(name="Off0", initial_value=1, mode="discrete"),
+                       gillespy2.Species(name="M0", initial_value=0, mode="discrete"),
+                       gillespy2.Species(name="P0", initial_value=0.0, mode="continuous")])
+    reaction = gillespy2.Reaction
+    model.add_reaction([
+        reaction(name="on0", reactants={"Off0": 1}, products={"On0": 1}, rate="kon0"),
+        reaction(name="off0", reactants={"On0": 1}, products={"Off0": 1}, rate="koff0"),
+        reaction(name="tx0", reactants={"On0": 1}, products={"On0": 1, "M0": 1}, rate="ktx0"),
+        reaction(name="mdeg0", reactants={"M0": 1}, products={}, rate="kmdeg0"),
+        reaction(name="tl0", reactants={"M0": 1}, products={"M0": 1, "P0": 1}, rate="ktl0"),
+        reaction(name="pdeg0", reactants={"P0": 1}, products={}, rate="kpdeg0")])
+    model.timespan(np.asarray(times))
+    return model
+
+
+def teusink_side_by_side(horizon: float, n_ours: int, n_peer: int) -> None:
+    """Both solvers on 064 + gene over [0, horizon]: trajectories/s, the ratio, and the
+    means at ``horizon`` (metabolites in mM, P0 in molecules)."""
+    import gillespy2
+
+    times = np.linspace(0.0, horizon, 11)
+    ours = simulate_hybrid(teusink_gene(), times[:2], n_trajectories=2, seed=0,
+                           partition="auto", continuous=["BPG"])
+    ours = simulate_hybrid(teusink_gene(), times, n_trajectories=n_ours, seed=1,
+                           partition="auto", continuous=["BPG"])
+    wall = ours.run_info["wall_time"]
+    print(f"{'teusink+gene (hybrid)':34s} T={horizon:g}  n={n_ours:>4}  "
+          f"jumps={ours.total_events:>8,}  wall={wall:7.2f}s  "
+          f"jumps/s={ours.total_events / wall:>8,.0f}  trajectories/s={n_ours / wall:8.2f}")
+    try:
+        solver = gillespy2.TauHybridSolver(model=gillespy2_teusink(times))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            started = time.perf_counter()
+            results = solver.run(number_of_trajectories=n_peer, seed=1)
+            peer_wall = time.perf_counter() - started
+    except Exception as error:  # report why GillesPy2 cannot run it, and stop
+        print(f"GillesPy2 TauHybridSolver cannot run teusink+gene: {type(error).__name__}: "
+              f"{error}")
+        return
+    print(f"{'teusink+gene (GillesPy2 TauHybrid)':34s} T={horizon:g}  n={n_peer:>4}  "
+          f"wall={peer_wall:7.2f}s  trajectories/s={n_peer / peer_wall:8.4f}  "
+          "(no event count reported)")
+    ratio = (n_ours / wall) / (n_peer / peer_wall)
+    print(f"ratio sbml_cme / GillesPy2 (trajectories/s): {ratio:,.0f}")
+    model_units = ours.stats("model").iloc[-1]
+    counts = ours.stats("count").iloc[-1]
+    names = ["GLCi", "G6P", "F16P", "PYR", "ACE", "NADH", "P"]
+    reference = dict.fromkeys(names, float("nan"))
+    try:  # the metabolites do not feel the gene: the rate equations are their law
+        import roadrunner
+
+        runner = roadrunner.RoadRunner(str(Path(__file__).resolve().parent.parent /
+                                           "models/biomodels/BIOMD0000000064.xml"))
+        runner.integrator.relative_tolerance = 1e-10
+        runner.integrator.absolute_tolerance = 1e-14
+        last = runner.simulate(0.0, horizon, 11, [f"[{name}]" for name in names])[-1]
+        reference = dict(zip(names, map(float, last)))
+    except ImportError:
+        pass
+    print(f"means at T={horizon:g}: species, sbml_cme mean (sd), GillesPy2 mean of {n_peer} "
+          "and its relative difference, libroadrunner (CVODE rtol 1e-10) for the metabolites")
+    for name in names + ["P0"]:
+        source = counts if name == "P0" else model_units
+        mean, sd = source[f"{name}-mean"], source[f"{name}-sd"]
+        peer = float(np.mean([trajectory[name][-1] for trajectory in results]))
+        print(f"  {name:5s} {mean:12.7g} ({sd:.2g})  {peer:12.7g} "
+              f"{(peer - mean) / abs(mean) if mean else float('nan'):+9.2e}  "
+              f"{reference.get(name, float('nan')):12.7g}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
@@ -143,11 +273,19 @@ def main() -> None:
     parser.add_argument("--rtol", type=float, default=1e-7,
                         help="simulate_hybrid's relative ODE tolerance for --teusink")
     parser.add_argument("--gillespy2", action="store_true",
-                        help="only the telegraph beside GillesPy2's TauHybridSolver")
+                        help="the telegraph (with --teusink: 064 + gene) beside GillesPy2's "
+                             "TauHybridSolver")
+    parser.add_argument("--peer-horizon", type=float, default=1.0,
+                        help="T of the --teusink --gillespy2 side-by-side run")
+    parser.add_argument("--peer-n", type=int, default=2,
+                        help="GillesPy2 trajectories of the --teusink --gillespy2 run")
     options = parser.parse_args()
     n = 100 if options.quick else 1000
     times = np.linspace(0.0, 50.0, 11)
     print(f"python {platform.python_version()}, {platform.machine()}, n={n}, T=50")
+    if options.teusink and options.gillespy2:
+        teusink_side_by_side(options.peer_horizon, 100, options.peer_n)
+        return
     if options.teusink:
         run("teusink+gene (hybrid)", simulate_hybrid, teusink_gene(), np.linspace(0, 10, 11),
             100, None, partition="auto", continuous=["BPG"], rtol=options.rtol)

@@ -13,8 +13,9 @@ reaches an Exp(1) draw, located by root finding on the integrator's dense output
 channel is drawn with probabilities a_j / sum a at that time. This is the exact law of
 the PDMP up to the ODE tolerance (docs/hybrid.md). The integrator is compiled: an
 adaptive Dormand-Prince 5(4) with its 4th-order dense output and Hairer's stiffness
-test, switching to an L-stable Rosenbrock 2(3) method (Shampine's ode23s, with its own
-dense output) when the problem turns stiff.
+test, switching to Rodas4 (L-stable, stiffly accurate Rosenbrock method of order 4
+with a 3rd-order dense output; finite-difference Jacobian by column groups of its
+structural pattern) when the problem turns stiff.
 
 Methods (``METHODS``): ``"auto"`` (Dormand-Prince, Rosenbrock once stiff),
 ``"dopri5"`` (never switch), ``"rosenbrock"`` (stiff method throughout).
@@ -41,7 +42,7 @@ from numba import prange
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (check_time_in_triggers, channel_propensity, compile_expressions,
                         compile_network, run_program, with_trigger_crossings)
-from ..network import Expression, MassAction, Network, Output
+from ..network import TIME, Expression, MassAction, Network, Output
 from ..results import EnsembleResult
 from .deterministic import _check_times, simulate_deterministic
 from .draws import uniform as uniform_draw
@@ -142,6 +143,10 @@ class HybridData(NamedTuple):
     rtol: float
     atol: float
     method: int
+    jacobian_group: np.ndarray      # (n_variables,) column group of the Jacobian, -1: zero
+    n_jacobian_groups: int
+    jacobian_pattern: np.ndarray    # (m, m) bool: dy'_r/dy_c can be nonzero (m = n_variables + 1)
+    autonomous: bool                # no law or rule reads time: df/dt = 0
 
 
 def _rate_rules(network: Network) -> dict[str, sympy.Expr]:
@@ -178,6 +183,8 @@ def _hybrid_data(network: Network, rtol: float, atol: float, method: int) -> Hyb
     live = {v for _, v in variables}
     reads = [bool(live & {s.name for s in r.rate_law.propensity().free_symbols})
              for r in network.reactions]
+    pattern, autonomous = _jacobian_pattern(network, variables, rules)
+    group, n_groups = _column_groups(pattern)
     return HybridData(
         jump_channels=np.nonzero(mask)[0].astype(np.int64),
         reads_continuous=np.array(reads, dtype=np.bool_),
@@ -187,7 +194,62 @@ def _hybrid_data(network: Network, rtol: float, atol: float, method: int) -> Hyb
         discrete=np.array([not s.continuous for s in network.species], dtype=np.bool_),
         rule_ops=programs.ops, rule_args=programs.args, rule_constants=programs.constants,
         rule_bounds=bounds, rule_stack_size=programs.stack_size, rtol=float(rtol),
-        atol=float(atol), method=int(method))
+        atol=float(atol), method=int(method), jacobian_group=group,
+        n_jacobian_groups=n_groups, jacobian_pattern=pattern, autonomous=autonomous)
+
+
+def _jacobian_pattern(network: Network, variables, rules) -> tuple[np.ndarray, bool]:
+    """Structural nonzeros of the ODE's Jacobian, (m, m) bool with m = n_variables + 1
+    (row/column n_variables: Lambda), from the symbols each right-hand side reads: the
+    rate rule of a variable, the deterministic limit of each continuous flux into the
+    species it changes, the jump propensities into Lambda. Also whether any of them reads
+    time."""
+    position = {v: c for c, (_, v) in enumerate(variables)}
+    m = len(variables) + 1
+    pattern = np.zeros((m, m), dtype=np.bool_)
+    reads_time = False
+
+    def mark(row, expression):
+        nonlocal reads_time
+        names = {symbol.name for symbol in expression.free_symbols}
+        reads_time = reads_time or TIME.name in names
+        for name in names & position.keys():
+            pattern[row, position[name]] = True
+
+    for c, (_, target) in enumerate(variables):
+        if target in rules:
+            mark(c, sympy.sympify(rules[target]))
+    for reaction, jump in zip(network.reactions, network.jump_mask):
+        law = reaction.rate_law
+        if jump:
+            mark(m - 1, law.propensity())
+            continue
+        changed = {species for species, _ in reaction.reactants + reaction.products}
+        for row in sorted(position[s] for s in changed if s in position):
+            mark(row, law.propensity())
+            mark(row, law.deterministic_limit())
+    return pattern, not reads_time
+
+
+def _column_groups(pattern: np.ndarray) -> tuple[np.ndarray, int]:
+    """Greedy Curtis-Powell-Reid grouping of the Jacobian's columns (Lambda's excluded):
+    columns of one group share no structural row, so one perturbed right-hand side
+    gives them all. Returns (group per column, -1 for an all-zero column; n_groups)."""
+    n_variables = pattern.shape[0] - 1
+    group = np.full(n_variables, -1, dtype=np.int64)
+    rows: list[np.ndarray] = []
+    for c in range(n_variables):
+        if not pattern[:, c].any():
+            continue
+        for g, taken in enumerate(rows):
+            if not (taken & pattern[:, c]).any():
+                group[c] = g
+                taken |= pattern[:, c]
+                break
+        else:
+            group[c] = len(rows)
+            rows.append(pattern[:, c].copy())
+    return group, len(rows)
 
 
 # -- the ODE of the continuous part -------------------------------------------------------------
@@ -300,9 +362,35 @@ _E = np.array([71 / 57600, 0, -71 / 16695, 71 / 1920, -17253 / 339200, 22 / 525,
 _D = np.array([-12715105075 / 11282082432, 0, 87487479700 / 32700410799,
                -10690763975 / 1880347072, 701980252875 / 199316789632,
                -1453857185 / 822651844, 69997945 / 29380423])
-# Rosenbrock 2(3) of Shampine and Reichelt (MATLAB's ode23s).
-_GAMMA = 1.0 / (2.0 + math.sqrt(2.0))
-_E32 = 6.0 + math.sqrt(2.0)
+# Rodas4 (Hairer and Wanner, Solving ODEs II, VI.4; the coefficients of RODAS, METH=1)
+# in the form without matrix-vector products: stage s solves
+# (I / (h gamma) - J) k_s = f(t + c_s h, y0 + sum_q A[s, q] k_q) + h D[s] df/dt
+# + sum_q CC[s, q] / h k_q, with stage 6 at y0 + sum A[4, q] k_q + k_5 and
+# y1 = that + k_6 (stiffly accurate; k_6 is the error estimate). Dense output:
+# y(s) = (1 - s) y0 + s (y1 + (1 - s) (H[0] . k + s H[1] . k)).
+_RODAS_GAMMA = 0.25
+_RODAS_C = np.array([0.0, 0.386, 0.21, 0.63, 1.0, 1.0])
+_RODAS_D = np.array([0.25, -0.1043, 0.1035, -0.0362, 0.0, 0.0])
+_RODAS_A = np.zeros((6, 5))
+_RODAS_A[1, :1] = [1.544]
+_RODAS_A[2, :2] = [0.9466785280815826, 0.2557011698983284]
+_RODAS_A[3, :3] = [3.314825187068521, 2.896124015972201, 0.9986419139977817]
+_RODAS_A[4, :4] = [1.221224509226641, 6.019134481288629, 12.53708332932087,
+                   -0.6878860361058950]
+_RODAS_A[5, :4] = _RODAS_A[4, :4]
+_RODAS_CC = np.zeros((6, 5))
+_RODAS_CC[1, :1] = [-5.6688]
+_RODAS_CC[2, :2] = [-2.430093356833875, -0.2063599157091915]
+_RODAS_CC[3, :3] = [-0.1073529058151375, -9.594562251023355, -20.47028614809616]
+_RODAS_CC[4, :4] = [7.496443313967647, -10.24680431464352, -33.99990352819905,
+                    11.70890893206160]
+_RODAS_CC[5, :5] = [8.083246795921522, -7.981132988064893, -31.52159432874371,
+                    16.31930543123136, -6.058818238834054]
+_RODAS_H = np.array([
+    [10.12623508344586, -7.487995877610167, -34.80091861555747, -7.992771707568823,
+     1.025137723295662],
+    [-0.6762803392801253, 6.087714651680015, 16.43084320892478, 24.76722511418386,
+     -6.594389125716872]])
 
 
 @numba.njit(cache=True)
@@ -385,60 +473,92 @@ def _lu_solve(a, pivots, b):
 
 
 @numba.njit(cache=True)
-def _rosenbrock_step(data, hybrid, x, p, t, h, y0, f0, w, pivots, k1, k2, k3, f1, f2,
-                     dfdt, ytmp, y1, error, dense, stack, rule_stack):
-    """One step of the L-stable Rosenbrock 2(3) method (ode23s) from (t, y0) with
-    ``f0`` = f(t, y0); the Jacobian by forward differences. Fills ``y1``, ``f2`` =
-    f(t + h, y1) and the dense output; returns the error norm (inf when W is singular)."""
+def _jacobian(data, hybrid, x, p, t, h, y0, f0, jac, dfdt, ytmp, f1, stack, rule_stack):
+    """Forward-difference Jacobian ``jac`` (m, m) = df/dy and ``dfdt`` (m,) = df/dt at
+    (t, y0) with ``f0`` = f(t, y0); ``h`` (the coming step) scales the time increment.
+    One right-hand side per column group of ``hybrid.jacobian_group`` (the structural
+    zeros stay 0), none for df/dt when the ODE is autonomous."""
     m = y0.shape[0]
     n_variables = m - 1  # nothing depends on Lambda: its Jacobian column is zero
     for c in range(m):
-        w[:, c] = 0.0
-    for c in range(n_variables):
-        delta = 1.5e-8 * max(abs(y0[c]), 1.0)
+        jac[:, c] = 0.0
+    for g in range(hybrid.n_jacobian_groups):
         ytmp[:] = y0
-        ytmp[c] += delta
+        for c in range(n_variables):
+            if hybrid.jacobian_group[c] == g:
+                ytmp[c] += 1.5e-8 * max(abs(y0[c]), 1.0)
         _derivatives(data, hybrid, x, p, t, ytmp, f1, stack, rule_stack)
-        for r in range(m):
-            w[r, c] = -h * _GAMMA * (f1[r] - f0[r]) / delta
+        for c in range(n_variables):
+            if hybrid.jacobian_group[c] == g:
+                delta = ytmp[c] - y0[c]
+                for r in range(m):
+                    if hybrid.jacobian_pattern[r, c]:
+                        jac[r, c] = (f1[r] - f0[r]) / delta
+    if hybrid.autonomous:
+        dfdt[:] = 0.0
+        return
     delta = 1.5e-8 * max(abs(t), abs(h))
     _derivatives(data, hybrid, x, p, t + delta, y0, f1, stack, rule_stack)
     for r in range(m):
         dfdt[r] = (f1[r] - f0[r]) / delta
-        w[r, r] += 1.0
+
+
+@numba.njit(cache=True)
+def _rodas_step(data, hybrid, x, p, t, h, y0, f0, jac, dfdt, w, pivots, rk, ytmp, y1, f1,
+                error, dense, stack, rule_stack):
+    """One step of Rodas4 (Hairer and Wanner's RODAS: L-stable, stiffly accurate,
+    order 4 with an embedded order-3 solution and a 3rd-order dense output) from (t, y0)
+    with ``f0`` = f(t, y0) and ``jac``, ``dfdt`` of :func:`_jacobian` at (t, y0).
+    ``rk`` (6, m) holds the stages. Fills ``y1`` and the dense output; returns the error
+    norm (inf when the iteration matrix is singular)."""
+    m = y0.shape[0]
+    scale = 1.0 / (h * _RODAS_GAMMA)
+    for r in range(m):
+        for c in range(m):
+            w[r, c] = -jac[r, c]
+        w[r, r] += scale
     if not _lu_factor(w, pivots):
         return math.inf
+    for s in range(6):
+        if s == 0:
+            for r in range(m):
+                f1[r] = f0[r]
+        else:
+            for r in range(m):
+                value = y0[r]
+                for q in range(min(s, 5)):
+                    value += _RODAS_A[s, q] * rk[q, r]
+                if s == 5:
+                    value += rk[4, r]
+                ytmp[r] = value
+            _derivatives(data, hybrid, x, p, t + _RODAS_C[s] * h, ytmp, f1, stack, rule_stack)
+        for r in range(m):
+            value = f1[r] + h * _RODAS_D[s] * dfdt[r]
+            for q in range(s):
+                value += _RODAS_CC[s, q] / h * rk[q, r]
+            rk[s, r] = value
+        _lu_solve(w, pivots, rk[s])
     for r in range(m):
-        k1[r] = f0[r] + h * _GAMMA * dfdt[r]
-    _lu_solve(w, pivots, k1)
-    for r in range(m):
-        ytmp[r] = y0[r] + 0.5 * h * k1[r]
-    _derivatives(data, hybrid, x, p, t + 0.5 * h, ytmp, f1, stack, rule_stack)
-    for r in range(m):
-        k2[r] = f1[r] - k1[r]
-    _lu_solve(w, pivots, k2)
-    for r in range(m):
-        k2[r] += k1[r]
-        y1[r] = y0[r] + h * k2[r]
-    _derivatives(data, hybrid, x, p, t + h, y1, f2, stack, rule_stack)
-    for r in range(m):
-        k3[r] = f2[r] - _E32 * (k2[r] - f1[r]) - 2.0 * (k1[r] - f0[r]) + h * _GAMMA * dfdt[r]
-    _lu_solve(w, pivots, k3)
-    for r in range(m):
-        error[r] = h / 6.0 * (k1[r] - 2.0 * k2[r] + k3[r])
+        y1[r] = ytmp[r] + rk[5, r]
+        error[r] = rk[5, r]
         dense[0, r] = y0[r]
-        dense[1, r] = h * k1[r]
-        dense[2, r] = h * k2[r]
+        dense[1, r] = y1[r]
+        first = 0.0
+        second = 0.0
+        for q in range(5):
+            first += _RODAS_H[0, q] * rk[q, r]
+            second += _RODAS_H[1, q] * rk[q, r]
+        dense[2, r] = first
+        dense[3, r] = second
     return _error_norm(hybrid, error, y0, y1)
 
 
 @numba.njit(cache=True, inline="always")
 def _dense_value(stiff, dense, c, s):
     """Component ``c`` of the dense output at the fraction ``s`` in [0, 1] of the step."""
-    if stiff:
-        return dense[0, c] + (s * (1.0 - s) * dense[1, c] +
-                              s * (s - 2.0 * _GAMMA) * dense[2, c]) / (1.0 - 2.0 * _GAMMA)
     r = 1.0 - s
+    if stiff:
+        return dense[0, c] * r + s * (dense[1, c] + r * (dense[2, c] + s * dense[3, c]))
     return dense[0, c] + s * (dense[1, c] + r * (dense[2, c] + s * (dense[3, c] +
                                                                    r * dense[4, c])))
 
@@ -578,12 +698,11 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
     error = np.zeros(m)
     dense = np.zeros((5, m))
     w = np.zeros((m, m))
+    jac = np.zeros((m, m))
+    jacobian_ready = False  # jac, dfdt are those at (t, y0)
+    rk = np.zeros((6, m))
     pivots = np.zeros(m, dtype=np.int64)
-    k1 = np.zeros(m)
-    k2 = np.zeros(m)
-    k3 = np.zeros(m)
     f1 = np.zeros(m)
-    f2 = np.zeros(m)
     dfdt = np.zeros(m)
     a = np.zeros(hybrid.jump_channels.shape[0])
     xs = x.copy()
@@ -649,6 +768,7 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
             break
         if fresh:
             _derivatives(data, hybrid, x, p, t, y0, f0, stack, rule_stack)
+            jacobian_ready = False
             if h <= 0.0:
                 h = _initial_step(data, hybrid, x, p, t, y0, f0, t_stop - t, ytmp, f1, stack,
                                   rule_stack)
@@ -661,10 +781,13 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
         used_stiff = stiff
         stiffness = 0.0
         if stiff:
-            norm = _rosenbrock_step(data, hybrid, x, p, t, step, y0, f0, w, pivots, k1, k2,
-                                    k3, f1, f2, dfdt, ytmp, y1, error, dense, stack,
-                                    rule_stack)
-            exponent, largest = 1.0 / 3.0, 5.0
+            if not jacobian_ready:  # a rejected step retries on the same point's
+                _jacobian(data, hybrid, x, p, t, step, y0, f0, jac, dfdt, ytmp, f1, stack,
+                          rule_stack)
+                jacobian_ready = True
+            norm = _rodas_step(data, hybrid, x, p, t, step, y0, f0, jac, dfdt, w, pivots, rk,
+                               ytmp, y1, f1, error, dense, stack, rule_stack)
+            exponent, largest = 0.25, 6.0
         else:
             k[0, :] = f0
             norm, stiffness = _dopri_step(data, hybrid, x, p, t, step, y0, k, ytmp, ystage, y1,
@@ -732,7 +855,11 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
                           out[row])
             row += 1
         y0[:] = y1
-        f0[:] = f2 if used_stiff else k[6]
+        jacobian_ready = False
+        if used_stiff:  # Rodas has no first-same-as-last stage
+            _derivatives(data, hybrid, x, p, t1, y0, f0, stack, rule_stack)
+        else:
+            f0[:] = k[6]
         _write_state(hybrid, y0, x, p)
         t = t1
         if stop:
