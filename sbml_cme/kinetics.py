@@ -751,7 +751,8 @@ def trigger_crossings(network: Network, t_start: float, t_end: float) -> np.ndar
 
 def _truth_changes(relation, t_start: float, t_end: float, element: str) -> list[float]:
     """Where the truth of ``relation`` (a function of time only) changes in (t_start, t_end]."""
-    function = sympy.lambdify(TIME, relation, "numpy")
+    clock = sympy.Dummy("t")  # '<time>' is not a Python name
+    function = sympy.lambdify(clock, relation.xreplace({TIME: clock}), "numpy")
 
     def truth(t):
         with np.errstate(all="ignore"):

@@ -125,7 +125,7 @@ def state_propensities(compiled, states: np.ndarray, parameters: np.ndarray,
         from ..errors import AnalysisError
         raise AnalysisError(
             f"the propensity of reaction '{compiled.network.reactions[channel].id}' is "
-            f"negative or NaN at state {dict(zip(compiled.network.species_ids, states[state]))}")
+            f"negative or NaN at state {dict(zip(compiled.network.species_ids, states[state].tolist()))}")
     return out
 
 
@@ -691,7 +691,7 @@ class DrivenGenerator:
             raise AnalysisError(
                 f"the propensity of reaction '{self.compiled.network.reactions[channel].id}' "
                 f"is negative or NaN at t={t:g}, state "
-                f"{dict(zip(self.compiled.network.species_ids, self.space.states[state]))}")
+                f"{dict(zip(self.compiled.network.species_ids, self.space.states[state].tolist()))}")
         _check_counts_stay_whole(self.compiled.network, self.space.states, rates, self.change)
         return rates
 

@@ -168,6 +168,20 @@ def _law_orders(exponents, species, reactants) -> tuple[tuple[str, int], ...] | 
     return tuple(reactants) + tuple((sid, 1) for sid in others)
 
 
+#: Highest power of a species a falling-factorial law may hold (no chemistry goes beyond).
+_MAX_FALLING_ORDER = 8
+
+
+def _has_high_power(propensity, species) -> bool:
+    """True when a power of an expression in the species has an exponent that is not a
+    whole number up to ``_MAX_FALLING_ORDER`` (``X**1e12`` would make sympy build a dense
+    polynomial of that degree)."""
+    names = set(species)
+    return any(power.base.free_symbols & names and
+               not (power.exp.is_Integer and 0 < power.exp <= _MAX_FALLING_ORDER)
+               for power in propensity.atoms(sympy.Pow))
+
+
 def _falling_factorial_channel(reaction: _SbmlReaction, propensity, species,
                                context: LawContext) -> Reaction | None:
     """The mass-action channel of a law written as ``c * prod_i (n_i)_{m_i}`` with some
@@ -176,7 +190,8 @@ def _falling_factorial_channel(reaction: _SbmlReaction, propensity, species,
     THEORY.md §1) and so is its deterministic limit (``MassAction.as_written``), with or
     without the ``falling_factorials`` option. ``None`` for any other law."""
     if not species or TIME in propensity.free_symbols or \
-            sympy.count_ops(propensity) > 60 or not propensity.is_polynomial(*species):
+            sympy.count_ops(propensity) > 60 or _has_high_power(propensity, species) or \
+            not propensity.is_polynomial(*species):
         return None
     terms = {tuple(e): c.as_expr() for e, c in sympy.Poly(propensity, *species).terms()}
     exponents = max(terms, key=sum)

@@ -204,12 +204,12 @@ class _Converter:
             return number(children[0]) ** number(children[1])
         if kind == libsbml.AST_FUNCTION_ROOT:
             if len(children) == 1:
-                return sympy.sqrt(sub(children[0]))
-            return sub(children[1]) ** (1 / sub(children[0]))
+                return sympy.sqrt(number(children[0]))
+            return number(children[1]) ** (1 / number(children[0]))
         if kind == libsbml.AST_FUNCTION_LOG:
             if len(children) == 1:
-                return sympy.log(sub(children[0]), 10)
-            return sympy.log(sub(children[1]), sub(children[0]))
+                return sympy.log(number(children[0]), 10)
+            return sympy.log(number(children[1]), number(children[0]))
         if kind in _UNARY:
             return _UNARY[kind](number(children[0]))
         if kind in _RELATIONAL:

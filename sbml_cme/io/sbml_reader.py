@@ -1076,9 +1076,13 @@ class _Importer:
                 assignments.append((target, value))
             delay = event.getDelay()
             priority = event.getPriority() if self.level >= 3 else None
+            condition = self.to_counts(to_sympy(trigger.getMath(), eid, self.functions,
+                                                numeric=False))
+            if not isinstance(condition, sympy.logic.boolalg.Boolean):
+                raise InvalidSBMLError(f"the trigger of event '{eid}' is {condition}, a number "
+                                       "rather than a condition; fix its MathML")
             events.append(Event(
-                id=eid, trigger=self.to_counts(to_sympy(trigger.getMath(), eid, self.functions,
-                                                 numeric=False)),
+                id=eid, trigger=condition,
                 assignments=tuple(assignments), execution_scales=tuple(execution_scales),
                 delay=self.to_counts(to_sympy(delay.getMath(), eid, self.functions))
                 if delay is not None and delay.getMath() is not None else None,

@@ -27,6 +27,7 @@ DATA = Path(__file__).resolve().parents[1] / "data" / "fuzz"
     ("infinite_parameter_in_law", "parameter 'v9.Kin' is inf"),
     ("huge_compartment", "reaction 'v1': the conversion .* beyond double precision"),
     ("minus_infinite_parameter", "parameter 'reaction2.kd' is -inf"),
+    ("numeric_trigger", "trigger of event '_E1' is <time> + 0.99, a number"),
 ])
 def test_mutant_is_refused_at_import(name, text):
     with pytest.raises(sbml_cme.InvalidSBMLError, match=text.replace("+", r"\+")):
@@ -135,3 +136,20 @@ def test_cme_integration_that_cannot_finish_is_refused(name, text):
     network = sbml_cme.read_sbml(DATA / f"{name}.xml")
     with pytest.raises(sbml_cme.SbmlCmeError, match=text):
         sbml_cme.solve_cme(network, np.linspace(0, 1, 5), max_states=2_000)
+
+
+def test_huge_power_of_a_species_is_not_expanded():
+    """X**1e12 in a law: the falling-factorial recognition built a polynomial of degree
+    1e12 and hung the import; now the law reads (as a general law) at once."""
+    import time
+    started = time.perf_counter()
+    network = sbml_cme.read_sbml(DATA / "huge_power_in_law.xml")
+    assert time.perf_counter() - started < 30
+    assert network.reactions[0].conversion.form.startswith("general")
+
+
+def test_root_of_a_boolean_reads_it_as_a_number():
+    """root(true, x) after a swapped operator: a clean refusal (the mutant also holds an
+    'implies'), not a TypeError from sympy."""
+    with pytest.raises(sbml_cme.UnsupportedFeatureError, match="implies"):
+        sbml_cme.read_sbml(DATA / "root_of_boolean.xml")
