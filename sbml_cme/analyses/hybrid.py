@@ -775,7 +775,7 @@ def _trajectory(data, hybrid, trigger, delay, priority, flags, assignment_ptr,
             fresh = False
         clipped = h >= t_stop - t
         step = t_stop - t if clipped else h
-        if not clipped and not step > 1e-14 * max(abs(t), 1.0):  # no progress (or NaN)
+        if not clipped and not t + step > t:  # no progress (a zero or NaN step)
             status = _STEP_FAILED
             break
         used_stiff = stiff

@@ -70,3 +70,16 @@ def test_mean_tracks_roadrunner(model, read_options, horizon, n, options):
     worst, result = hybrid_vs_ode(model, read_options, horizon, n, options)
     assert result.method == "hybrid"
     assert worst <= 1.0, f"{model}: |mean - ode| reached {worst:.2f} x (4 se + floor)"
+
+
+def test_stiff_start_with_a_tiny_first_step_runs():
+    """BIOMD0000000064 (mole units, every metabolite continuous, BPG from 0): the first
+    steps are far below 1e-14; a no-progress guard that compared the step with 1e-14 t
+    refused the whole run at t = 0 (benchmarks/hybrid_speed.py --teusink)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        network = read_sbml(MODELS / "BIOMD0000000064.xml")
+    result = simulate_hybrid(network, np.linspace(0.0, 0.1, 3), n_trajectories=2, seed=1,
+                             partition="auto", continuous=["BPG"])
+    assert np.all(np.isfinite(result.states))
+    assert result.run_info["ode_steps"] > 0
