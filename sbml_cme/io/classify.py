@@ -189,27 +189,14 @@ def _falling_factorial_channel(reaction: _SbmlReaction, propensity, species,
     accepts and c >= 0: its propensity is the law as written (substitution only,
     THEORY.md §1) and so is its deterministic limit (``MassAction.as_written``), with or
     without the ``falling_factorials`` option. ``None`` for any other law."""
-    if not species or TIME in propensity.free_symbols or \
-            sympy.count_ops(propensity) > 60 or _has_high_power(propensity, species) or \
-            not propensity.is_polynomial(*species):
+    if TIME in propensity.free_symbols:
         return None
-    terms = {tuple(e): c.as_expr() for e, c in sympy.Poly(propensity, *species).terms()}
-    exponents = max(terms, key=sum)
-    if max(exponents, default=0) < 2:
+    form = _falling_factorial_terms(propensity, species, context)
+    if form is None or max(form[1], default=0) < 2:
         return None
+    coefficient, exponents = form
     orders = _law_orders(exponents, species, reaction.reactants)
     if orders is None:
-        return None
-    coefficient = terms[exponents]
-    target = coefficient
-    for s, m in zip(species, exponents):
-        target *= sympy.ff(s, m)
-    if sympy.expand(sympy.expand_func(target) - propensity) != 0:
-        return None
-    try:
-        if not float(coefficient.xreplace(context.parameter_values)) >= 0:
-            return None
-    except TypeError:
         return None
     return _mass_action_channel(reaction.id, reaction, coefficient, reaction.reactants,
                                 reaction.products, "", context, orders=orders,
@@ -586,18 +573,26 @@ def _non_negative_on_counts(propensity, species, context: LawContext) -> bool:
 def _is_falling_factorial_form(propensity, species, context: LawContext) -> bool:
     """True for laws written as ``c * n*(n-1)*...`` (DSMTS style), which are >= 0 on
     integer counts even though sympy cannot prove it for reals."""
-    if not species or sympy.count_ops(propensity) > 60 or not propensity.is_polynomial(*species):
-        return False
+    return _falling_factorial_terms(propensity, species, context) is not None
+
+
+def _falling_factorial_terms(propensity, species, context: LawContext):
+    """(c, exponents m_i) when ``propensity`` is exactly ``c * prod_i (n_i)_{m_i}`` with
+    c >= 0 at the parameter values, else ``None``."""
+    if not species or sympy.count_ops(propensity) > 60 or \
+            _has_high_power(propensity, species) or not propensity.is_polynomial(*species):
+        return None
     terms = {tuple(e): c.as_expr() for e, c in sympy.Poly(propensity, *species).terms()}
-    exponents = max(terms, key=lambda e: sum(e))
+    exponents = max(terms, key=sum)
     coefficient = terms[exponents]
     target = coefficient
     for s, m in zip(species, exponents):
         target *= sympy.ff(s, m)
     if sympy.expand(sympy.expand_func(target) - propensity) != 0:
-        return False
-    values = context.parameter_values
+        return None
     try:
-        return float(coefficient.xreplace(values)) >= 0
+        if not float(coefficient.xreplace(context.parameter_values)) >= 0:
+            return None
     except TypeError:
-        return False
+        return None
+    return coefficient, exponents
