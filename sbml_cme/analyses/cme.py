@@ -37,7 +37,8 @@ import sympy
 from numba import prange
 from scipy.integrate import solve_ivp
 
-from ..errors import (AnalysisError, ConvergenceError, OptionsError, StateSpaceTooLargeError,
+from ..errors import (AnalysisError, ConvergenceError, OptionsError, SbmlCmeError,
+                      StateSpaceTooLargeError,
                       TruncationError, UnsupportedFeatureError)
 from ..kinetics import (KernelData, channel_propensity, compile_expressions, compile_network,
                        net_rates, refuse_randomness, run_program, with_trigger_crossings)
@@ -139,11 +140,16 @@ class StateSpace:
     states : ndarray, shape (n_states, n_species), int64
         Molecule counts of every species (fixed species included), sorted by ``keys``.
     keys : ndarray, shape (n_states,), int64
-        Mixed-radix code of the key species' counts (sorted ascending).
+        Mixed-radix code of the key species' counts above ``lower`` (sorted ascending).
     key_species : ndarray of int
         Species whose counts determine a state within the compatibility class.
+    radix : ndarray of int64, shape (n_key,)
+        Weights of the code's digits.
     bounds : ndarray, shape (n_species,)
         Upper bound per species (``-1`` = unbounded by truncation).
+    lower : ndarray, shape (n_species,), optional
+        Lower bound per species (0 = none): leaving below it goes to that species' lower
+        sink. Default: zeros.
     """
 
     states: np.ndarray
@@ -151,20 +157,33 @@ class StateSpace:
     key_species: np.ndarray
     radix: np.ndarray
     bounds: np.ndarray
+    lower: np.ndarray | None = None
+
+    def __post_init__(self):
+        if self.lower is None:
+            object.__setattr__(self, "lower", np.zeros(len(self.bounds), dtype=np.int64))
 
     @property
     def n_states(self) -> int:
         return len(self.states)
 
+    @property
+    def n_sinks(self) -> int:
+        """Absorbing sinks: one per upper bound, one "other", one per lower bound."""
+        return int((self.bounds >= 0).sum()) + 1 + int((self.lower > 0).sum())
+
     def encode(self, states: np.ndarray) -> np.ndarray:
-        return states[:, self.key_species] @ self.radix
+        return (states[:, self.key_species] - self.lower[self.key_species]) @ self.radix
 
     def index_of(self, states: np.ndarray) -> np.ndarray:
         """Index of each row of ``states`` in this set, or -1 when absent."""
+        states = np.atleast_2d(states)
+        if not len(self.keys):
+            return np.full(len(states), -1, dtype=np.int64)
         keys = self.encode(states)
         position = np.searchsorted(self.keys, keys)
         position = np.minimum(position, len(self.keys) - 1)
-        found = self.keys[position] == keys
+        found = (self.keys[position] == keys) & (self.states[position] == states).all(axis=1)
         return np.where(found, position, -1)
 
 
@@ -213,33 +232,66 @@ def default_max_states() -> int:
     return int(memory * 0.25 / (_BYTES_PER_STATE_BASE * 4))
 
 
+def available_memory() -> int:
+    """Bytes of memory available to new allocations (``MemAvailable`` on Linux)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 4 * 2**30
+
+
+def memory_limit(max_memory: float | None) -> int:
+    """Bytes a CME solve may use: ``max_memory``, or 60 % of the available memory."""
+    if max_memory is None:
+        return int(0.6 * available_memory())
+    if not (isinstance(max_memory, (int, float)) and max_memory > 0):
+        raise OptionsError(f"max_memory must be a positive number of bytes, got "
+                           f"{max_memory!r}")
+    return int(max_memory)
+
+
 def _bytes_per_state(network: Network, n_times: int) -> int:
+    """Peak bytes per state of a solve: states, generator (one entry per channel plus
+    the diagonal, CSR and its COO assembly), Krylov basis, outputs, AMG hierarchy."""
     krylov_basis = 8 * (_KRYLOV_DIMENSION + 2)
     return (_BYTES_PER_STATE_BASE + krylov_basis + 8 * len(network.species)
-            + 12 * (len(network.reactions) + 1) + 8 * (n_times + 8))
+            + 36 * (len(network.reactions) + 1) + 8 * (n_times + 8))
 
 
-def _guard(network: Network, n_states: int, max_states: int, n_times: int, what: str) -> None:
-    if n_states > max_states:
-        memory = n_states * _bytes_per_state(network, n_times)
-        box = (" (the lattice box of the truncation bounds, in which states are coded; "
-               "conservation laws may leave fewer states reachable)" if what == "up to" else "")
-        raise StateSpaceTooLargeError(
-            f"the CME needs {what} {n_states:.3g} states{box} (about {memory / 2**30:.3g} "
-            f"GiB); the limit is {max_states:.3g} states (max_states=). Use solve_lna for "
-            "the moments or simulate_ssa for samples, or reduce volumes/copy numbers.")
+def _state_capacity(network: Network, max_states: int, max_memory: int, n_times: int) -> int:
+    """Most states a solve may enumerate under both limits."""
+    return int(min(max_states, max_memory // _bytes_per_state(network, n_times)))
 
 
-def _digit_limits(network: Network, sources: np.ndarray, bounds: np.ndarray, key_species,
-                  radix) -> np.ndarray:
-    """Largest count of each key species in the mixed-radix code, shape (n_key,)."""
+def _refuse_size(network: Network, n_states: float, max_states: int, max_memory: int,
+                 n_times: int, what: str, where: str = "") -> None:
+    """Raise StateSpaceTooLargeError for ``n_states`` states, with the memory estimate."""
+    memory = n_states * _bytes_per_state(network, n_times)
+    raise StateSpaceTooLargeError(
+        f"the CME needs {what} {n_states:.3g} states{where} (about {memory / 2**30:.3g} GiB); "
+        f"the limits are {max_states:.3g} states (max_states=) and "
+        f"{max_memory / 2**30:.3g} GiB (max_memory=). Use solve_lna for the moments or "
+        "simulate_ssa for samples, or reduce volumes/copy numbers.")
+
+
+def _digit_limits(network: Network, sources: np.ndarray, bounds: np.ndarray, lower,
+                  key_species, radix) -> np.ndarray:
+    """Largest digit (count above ``lower``) of each key species in the mixed-radix code,
+    shape (n_key,)."""
     limits = np.empty(len(key_species), dtype=np.int64)
     if len(key_species) > 1:
         limits[:-1] = radix[1:] // radix[:-1] - 1
     if len(key_species):
         last = key_species[-1]
         if bounds[last] >= 0:
-            limits[-1] = bounds[last]
+            limits[-1] = bounds[last] - lower[last]
         else:
             cap = conservation_bounds(network, sources[0])[last]
             if not np.isfinite(cap):
@@ -250,37 +302,93 @@ def _digit_limits(network: Network, sources: np.ndarray, bounds: np.ndarray, key
     return limits
 
 
+#: Fibonacci hashing multiplier (2^64 / golden ratio) of the visited-state table.
+_GOLDEN = np.uint64(11400714819323198485)
+
+
 @numba.njit(cache=True)
-def _breadth_first(data: KernelData, sources, change, limit, key_species, radix, digit_limit,
-                   parameters, sample_times, capacity):
-    """Breadth-first search over states; ``index[key]`` = discovery order or -1.
+def _hash_insert(table, key, shift):
+    """Insert ``key`` (>= 0) into the open-addressing ``table`` (-1 = empty, size 2^bits,
+    ``shift`` = 64 - bits); returns True when it was new."""
+    mask = table.shape[0] - 1
+    slot = np.int64((np.uint64(key) * _GOLDEN) >> np.uint64(shift))
+    while True:
+        stored = table[slot]
+        if stored == key:
+            return False
+        if stored < 0:
+            table[slot] = key
+            return True
+        slot = (slot + 1) & mask
+
+
+@numba.njit(cache=True)
+def _hash_grow(table, shift):
+    """The same keys in a table twice as large; returns (table, shift)."""
+    larger = np.full(2 * table.shape[0], -1, dtype=np.int64)
+    for key in table:
+        if key >= 0:
+            _hash_insert(larger, key, shift - 1)
+    return larger, shift - 1
+
+
+@numba.njit(cache=True)
+def _push_state(states, codes, count, state, key):
+    """Append ``state`` with code ``key``, doubling the arrays when full."""
+    if count == states.shape[0]:
+        grown = np.empty((2 * states.shape[0], states.shape[1]), dtype=np.int64)
+        grown[:count] = states
+        grown_codes = np.empty(2 * codes.shape[0], dtype=np.int64)
+        grown_codes[:count] = codes
+        states, codes = grown, grown_codes
+    states[count] = state
+    codes[count] = key
+    return states, codes
+
+
+@numba.njit(cache=True)
+def _state_code(state, key_species, lower, radix, digit_limit):
+    """Mixed-radix code of ``state``'s key species above ``lower``; -1 outside the box."""
+    key = 0
+    for k in range(key_species.shape[0]):
+        digit = state[key_species[k]] - lower[key_species[k]]
+        if digit < 0 or digit > digit_limit[k]:
+            return -1
+        key += digit * radix[k]
+    return key
+
+
+@numba.njit(cache=True)
+def _breadth_first(data: KernelData, sources, change, lower, limit, key_species, radix,
+                   digit_limit, parameters, sample_times, capacity):
+    """Breadth-first search over the states within ``lower`` <= x <= ``limit``.
 
     A general-law channel can fire from a state when its propensity is positive for one
     of the samples ``parameters[k]`` (n_samples, n_parameters) at ``sample_times[k]``
     (one sample for a time-independent generator).
-    Returns (states in discovery order, index, overflow). Linear in the number of states
-    times channels: the visited set is a dense array over the mixed-radix box."""
+    Returns (states in discovery order, their codes, overflow): at most ``capacity``
+    states. Linear in states x channels; the visited set is an open-addressing hash of
+    the codes, so memory follows the states found, never the box of the bounds."""
     n_species = sources.shape[1]
-    n_key = key_species.shape[0]
-    box = 1
-    for k in range(n_key):
-        box *= digit_limit[k] + 1
-    index = np.full(box, -1, dtype=np.int64)
-    states = np.empty((capacity, n_species), dtype=np.int64)
+    initial = 1024
+    states = np.empty((initial, n_species), dtype=np.int64)
+    codes = np.empty(initial, dtype=np.int64)
+    bits = 12
+    table = np.full(1 << bits, -1, dtype=np.int64)
+    shift = 64 - bits
     count = 0
+    moved = np.empty(n_species, dtype=np.int64)
     for s in range(sources.shape[0]):
-        key = 0
-        for k in range(n_key):
-            key += sources[s, key_species[k]] * radix[k]
-        if index[key] < 0:
+        key = _state_code(sources[s], key_species, lower, radix, digit_limit)
+        if key >= 0 and _hash_insert(table, key, shift):
             if count >= capacity:
-                return states[:count], index, True
-            index[key] = count
-            states[count] = sources[s]
+                return states[:count], codes[:count], True
+            states, codes = _push_state(states, codes, count, sources[s], key)
             count += 1
+            if 2 * count > table.shape[0]:
+                table, shift = _hash_grow(table, shift)
     stack = np.empty(data.stack_size)
     x = np.empty(n_species)
-    moved = np.empty(n_species, dtype=np.int64)
     head = 0
     while head < count:
         for i in range(n_species):
@@ -306,35 +414,33 @@ def _breadth_first(data: KernelData, sources, change, limit, key_species, radix,
             # A burst channel leads to moved + size e_s for every possible size that
             # stays within the bound of s (``_burst_room``).
             burst = data.burst_species[j]
-            table = data.burst_ptr[j]
+            table_start = data.burst_ptr[j]
             n_sizes = 1
             if burst >= 0:
                 n_sizes = _burst_room(data, j, limit[burst] - moved[burst]) + 1
             for size in range(n_sizes):
                 if burst >= 0:
-                    if (data.burst_ptr[j + 1] > table
-                            and not data.burst_probability[table + size] > 0):
+                    if (data.burst_ptr[j + 1] > table_start
+                            and not data.burst_probability[table_start + size] > 0):
                         continue
                     moved[burst] = states[head, burst] + change[j, burst] + size
                 inside = True
                 for i in range(n_species):
-                    if moved[i] < 0 or moved[i] > limit[i]:
+                    if moved[i] < lower[i] or moved[i] > limit[i]:
                         inside = False
-                key = 0
-                for k in range(n_key):
-                    digit = moved[key_species[k]]
-                    if digit > digit_limit[k]:
-                        inside = False
-                    key += digit * radix[k]
-                if not inside or index[key] >= 0:
+                if not inside:
+                    continue
+                key = _state_code(moved, key_species, lower, radix, digit_limit)
+                if key < 0 or not _hash_insert(table, key, shift):
                     continue
                 if count >= capacity:
-                    return states[:count], index, True
-                index[key] = count
-                states[count] = moved
+                    return states[:count], codes[:count], True
+                states, codes = _push_state(states, codes, count, moved, key)
                 count += 1
+                if 2 * count > table.shape[0]:
+                    table, shift = _hash_grow(table, shift)
         head += 1
-    return states[:count], index, False
+    return states[:count], codes[:count], False
 
 
 @numba.njit(cache=True)
@@ -359,46 +465,55 @@ def _check_burst_bounds(network: Network, bounds: np.ndarray) -> None:
 
 def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_species,
                      radix, parameters, max_states: int, n_times: int,
-                     sample_times=None) -> StateSpace:
+                     sample_times=None, *, lower=None, max_memory: int | None = None
+                     ) -> StateSpace:
     """Breadth-first enumeration of the states reachable from ``sources`` (n, n_species)
-    that respect ``bounds``; a compiled search with a dense visited table over the
-    mixed-radix box of the key species (linear in the number of states).
+    within ``lower`` <= x <= ``bounds`` (sources outside are dropped); a compiled search
+    with a hashed visited set (memory linear in the states found, not in the box).
 
     ``parameters``: shape (n_parameters,), or (n_samples, n_parameters) with
     ``sample_times`` (n_samples,) for a time-dependent generator (a channel is followed
     where it is positive at some sample; a state missed between samples only sends its
-    inflow to a sink, counted in the certificate)."""
+    inflow to a sink, counted in the certificate). More states than ``max_states`` or
+    than fit in ``max_memory`` bytes raise StateSpaceTooLargeError."""
     network = compiled.network
     sources = np.ascontiguousarray(np.atleast_2d(sources), dtype=np.int64)
     key_species = np.asarray(key_species, dtype=np.int64)
     radix = np.asarray(radix, dtype=np.int64)
+    lower = (np.zeros(len(bounds), dtype=np.int64) if lower is None
+             else np.asarray(lower, dtype=np.int64))
     change = np.ascontiguousarray(network.stoichiometry.T, dtype=np.int64)
     _check_burst_bounds(network, bounds)
     limit = np.where(bounds >= 0, bounds, np.iinfo(np.int64).max).astype(np.int64)
-    digit_limit = _digit_limits(network, sources, bounds, key_species, radix)
-    box = int(np.prod((digit_limit + 1).astype(float)))
-    capacity = int(min(box, max_states) + 1)
+    digit_limit = _digit_limits(network, sources, bounds, lower, key_species, radix)
+    box = float(np.prod((digit_limit + 1).astype(float)))
+    max_memory = memory_limit(max_memory)
+    capacity = _state_capacity(network, max_states, max_memory, n_times)
     parameters = np.atleast_2d(np.asarray(parameters, dtype=np.float64))
     sample_times = (np.zeros(len(parameters)) if sample_times is None
                     else np.asarray(sample_times, dtype=np.float64))
-    states, index, overflow = _breadth_first(compiled.data, sources, change, limit,
+    states, codes, overflow = _breadth_first(compiled.data, sources, change, lower, limit,
                                              key_species, radix, digit_limit,
                                              np.ascontiguousarray(parameters), sample_times,
-                                             capacity)
-    if overflow or len(states) > max_states:
-        _guard(network, max(len(states), max_states + 1), max_states, n_times, "more than")
-    keys = np.flatnonzero(index >= 0)
-    return StateSpace(states=states[index[keys]], keys=keys.astype(np.int64),
-                      key_species=key_species, radix=radix, bounds=bounds)
+                                             int(min(box, capacity)))
+    if overflow and box > capacity:
+        _refuse_size(network, capacity + 1, max_states, max_memory, n_times, "more than",
+                     f" inside the bounds (their box holds {box:.3g})")
+    order = np.argsort(codes, kind="stable")
+    return StateSpace(states=states[order], keys=codes[order], key_species=key_species,
+                      radix=radix, bounds=bounds, lower=lower)
 
 
 # -- the generator --------------------------------------------------------------------------------
 @numba.njit(cache=True, parallel=True)
-def _transitions(states, keys, lookup, rates, change, bounds, key_species, radix, absorbing,
-                 redirect_to, rows, values):
+def _transitions(states, keys, lookup, rates, change, bounds, lower, key_species, radix,
+                 absorbing, redirect_to, rows, values):
     """Target row and rate of every (state, channel) pair: ``rows``/``values`` have
     shape (n_states, n_channels); a zero value marks no transition. ``lookup`` maps a
-    key to its row (-1 if absent) when not empty; otherwise ``keys`` is binary-searched."""
+    key to its row (-1 if absent) when not empty; otherwise ``keys`` is binary-searched.
+    A transition that leaves the set goes to sink n + the first upper bound it breaks,
+    else n + n_upper + 1 + the first lower bound it breaks, else n + n_upper ("other"),
+    or to ``redirect_to`` when not ``absorbing``."""
     n, n_species = states.shape
     n_key = key_species.shape[0]
     n_bounded = 0
@@ -415,7 +530,9 @@ def _transitions(states, keys, lookup, rates, change, bounds, key_species, radix
             key = 0
             negative = False
             sink = -1
+            low_sink = -1
             position = 0
+            low_position = 0
             for i in range(n_species):
                 value = states[s, i] + change[j, i]
                 if value < 0:
@@ -424,8 +541,15 @@ def _transitions(states, keys, lookup, rates, change, bounds, key_species, radix
                     if sink < 0 and value > bounds[i]:
                         sink = position
                     position += 1
+                if lower[i] > 0:
+                    if low_sink < 0 and value < lower[i]:
+                        low_sink = low_position
+                    low_position += 1
+            if sink < 0 and low_sink >= 0:
+                sink = n_bounded + 1 + low_sink
             for k in range(n_key):
-                key += (states[s, key_species[k]] + change[j, key_species[k]]) * radix[k]
+                key += (states[s, key_species[k]] + change[j, key_species[k]]
+                        - lower[key_species[k]]) * radix[k]
             target = -1
             if not negative and sink < 0 and lookup.shape[0] > 0:
                 if key < lookup.shape[0]:
@@ -480,8 +604,7 @@ def build_generator(compiled, space: StateSpace, parameters, *, absorbing: bool 
     n = space.n_states
     rates = state_propensities(compiled, space.states, parameters)
     change = np.ascontiguousarray(network.stoichiometry.T, dtype=np.int64)
-    bounded = np.nonzero(space.bounds >= 0)[0]
-    n_sinks = len(bounded) + 1 if absorbing else 0  # + 1: leaving for any other reason
+    n_sinks = space.n_sinks if absorbing else 0
     if not absorbing and redirect_to is None:
         raise OptionsError("build_generator needs redirect_to when absorbing=False")
     _check_counts_stay_whole(network, space.states, rates, change)
@@ -500,6 +623,7 @@ def build_generator(compiled, space: StateSpace, parameters, *, absorbing: bool 
     _transitions(np.ascontiguousarray(space.states, dtype=np.int64), keys, lookup,
                  plain_rates, change,
                  np.asarray(space.bounds, dtype=np.int64),
+                 np.asarray(space.lower, dtype=np.int64),
                  np.asarray(space.key_species, dtype=np.int64),
                  np.asarray(space.radix, dtype=np.int64), bool(absorbing),
                  int(redirect_to if redirect_to is not None else -1), rows, values)
@@ -538,11 +662,13 @@ def _burst_transitions(network: Network, space: StateSpace, rate: np.ndarray,
     s = network.species_index[burst.species]
     n = space.n_states
     bounded = np.nonzero(space.bounds >= 0)[0]
+    lower_bounded = np.nonzero(space.lower > 0)[0]
     other_sink = n + len(bounded)
     firing = np.flatnonzero(rate > 0)
     base = space.states[firing] + change
     over = (space.bounds >= 0) & (base > space.bounds)
-    broken = over.any(axis=1) | (base < 0).any(axis=1)
+    under = (space.lower > 0) & (base < space.lower)
+    broken = over.any(axis=1) | under.any(axis=1) | (base < 0).any(axis=1)
     targets, sources, values = [], [], []
 
     def send(rows, columns, amounts):
@@ -553,9 +679,13 @@ def _burst_transitions(network: Network, space: StateSpace, rate: np.ndarray,
         values.append(np.asarray(amounts, dtype=float))
 
     if broken.any():
-        first = np.argmax(over[broken], axis=1)
-        sinks = np.where(over[broken].any(axis=1), n + np.searchsorted(bounded, first),
-                         other_sink)
+        high, low = over[broken], under[broken]
+        sinks = np.where(high.any(axis=1),
+                         n + np.searchsorted(bounded, np.argmax(high, axis=1)),
+                         np.where(low.any(axis=1),
+                                  other_sink + 1 + np.searchsorted(lower_bounded,
+                                                                   np.argmax(low, axis=1)),
+                                  other_sink))
         send(sinks, firing[broken], rate[firing[broken]])
     firing, base = firing[~broken], base[~broken]
     room = space.bounds[s] - base[:, s]  # >= 0 here: base is within every bound
@@ -636,7 +766,7 @@ class DrivenGenerator:
         self.state_factors = _expression_values(
             compiled, [f if f is not None else sympy.S.Zero for f in state_factors],
             space.states, drive.base, offset)
-        self.n_sinks = int((space.bounds >= 0).sum()) + 1
+        self.n_sinks = space.n_sinks
         self.size = n + self.n_sinks
         self.change = np.ascontiguousarray(network.stoichiometry.T, dtype=np.int64)
         unit = np.ones((n, n_channels))
@@ -648,6 +778,7 @@ class DrivenGenerator:
         _transitions(np.ascontiguousarray(space.states, dtype=np.int64),
                      np.ascontiguousarray(space.keys, dtype=np.int64), np.empty(0, np.int64),
                      plain, self.change, np.asarray(space.bounds, dtype=np.int64),
+                     np.asarray(space.lower, dtype=np.int64),
                      np.asarray(space.key_species, dtype=np.int64),
                      np.asarray(space.radix, dtype=np.int64), True, -1, rows, weights)
         active = weights.ravel() > 0
@@ -1069,28 +1200,56 @@ class _Segment:
     info: dict | None = None   # time-integration statistics of the accepted round
 
 
+def _deterministic_range(network: Network, times: np.ndarray, x0: np.ndarray):
+    """(lowest, highest) count of each species along the rate equations over ``times``
+    (x0 included), shape (n_species,) each; x0 for both when they cannot be solved."""
+    horizon = times if len(times) > 1 else np.array([times[0], times[0] + 1.0])
+    try:
+        counts = simulate_deterministic(network, horizon).counts[:, :len(network.species)]
+    except Exception:  # noqa: BLE001 - a rough guess is enough here
+        counts = x0[None, :].astype(float)
+    return (np.minimum(counts.min(axis=0), x0), np.maximum(counts.max(axis=0), x0))
+
+
+def _margin(level: np.ndarray) -> np.ndarray:
+    """Poisson-like margin of a window around ``level`` counts: 6 sqrt(level + 1) + 10."""
+    return 6.0 * np.sqrt(np.maximum(level, 0.0) + 1.0) + 10.0
+
+
 def _initial_bounds(network: Network, times: np.ndarray, x0: np.ndarray) -> np.ndarray:
-    """Per-species bounds from the deterministic solution plus a Poisson-like margin;
+    """Per-species upper bounds from the deterministic solution plus a Poisson-like margin;
     -1 for fixed species and those capped by conservation laws."""
     bounds = np.full(len(network.species), -1, dtype=np.int64)
     caps = conservation_bounds(network, x0)
-    horizon = times if len(times) > 1 else np.array([times[0], times[0] + 1.0])
-    try:
-        peak = simulate_deterministic(network, horizon).counts[:, :len(network.species)].max(
-            axis=0)
-    except Exception:  # noqa: BLE001 - a rough guess is enough here
-        peak = x0.astype(float)
+    peak = _deterministic_range(network, times, x0)[1]
     for i, s in enumerate(network.species):
         if s.fixed or np.isfinite(caps[i]):
             continue
-        level = max(float(peak[i]), float(x0[i]))
+        level = float(peak[i])
         if not np.isfinite(level):
             raise StateSpaceTooLargeError(
                 f"the copy number of '{s.id}' diverges in the rate equations; the CME has no "
                 "finite truncation here. Use simulate_ssa or solve_lna.")
         # Capped far below int64 overflow; such sizes fail the state-count guard anyway.
-        bounds[i] = int(min(math.ceil(level + 6.0 * math.sqrt(level + 1.0) + 10), 2**60))
+        bounds[i] = int(min(math.ceil(level + _margin(level)), 2**60))
     return bounds
+
+
+def _initial_lower(network: Network, times: np.ndarray, x0: np.ndarray,
+                   bounds: np.ndarray) -> np.ndarray:
+    """Per-species lower bounds of the transient window: the lowest deterministic count
+    minus the margin (0 where that is below 0, and for unbounded species)."""
+    low = _deterministic_range(network, times, x0)[0]
+    lower = np.floor(np.where(np.isfinite(low), low - _margin(low), 0.0))
+    return np.where(bounds >= 0, np.clip(lower, 0, x0), 0).astype(np.int64)
+
+
+def _window_holding(lower, upper, states):
+    """(lower, upper) widened to hold every row of ``states``."""
+    bounded = upper >= 0
+    lower = np.where(lower > 0, np.minimum(lower, states.min(axis=0)), 0)
+    upper = np.where(bounded, np.maximum(upper, states.max(axis=0)), upper)
+    return lower.astype(np.int64), upper.astype(np.int64)
 
 
 def _initial_state(network: Network) -> np.ndarray:
@@ -1106,21 +1265,31 @@ def _initial_state(network: Network) -> np.ndarray:
     return counts.astype(np.int64)
 
 
-def _key_layout(network, bounds, conservation, x0):
-    """(key species, mixed-radix weights, state-count upper bound).
+def _key_layout(network, bounds, conservation, x0, lower=None):
+    """(key species, mixed-radix weights, box size): the codes of states within
+    ``lower`` <= x <= ``bounds`` (conservation caps for unbounded species).
 
-    The bound is computed in floating point first: when it exceeds what int64 codes can
-    hold, no radix is built (``None``) and the caller's guard refuses the problem before
-    anything is allocated."""
-    ranges = np.where(bounds >= 0, bounds.astype(float),
+    The box is computed in floating point first: when it exceeds what int64 codes can
+    hold, no radix is built (``None``) and the caller refuses (``_refuse_codes``). The
+    box only sizes the codes; memory follows the states actually reachable."""
+    lower = np.zeros(len(bounds)) if lower is None else np.asarray(lower, dtype=float)
+    ranges = np.where(bounds >= 0, bounds.astype(float) - lower,
                       np.where(np.isfinite(conservation), conservation, 0.0))
     key_species = _key_species(network.jump_span, ranges)
-    estimate = float(np.prod(ranges[key_species] + 1.0)) if len(key_species) else 1.0
-    if estimate >= 2.0**62:
-        return key_species, None, estimate
+    box = float(np.prod(ranges[key_species] + 1.0)) if len(key_species) else 1.0
+    if box >= 2.0**62:
+        return key_species, None, box
     widths = ranges[key_species].astype(np.int64) + 1
     radix = np.cumprod(np.concatenate([[1], widths]))[:-1].astype(np.int64)  # () if no key
-    return key_species, radix, int(estimate)
+    return key_species, radix, int(box)
+
+
+def _refuse_codes(network: Network, box: float) -> None:
+    """The bounds' box does not fit int64 codes: refuse, naming the widest species."""
+    raise StateSpaceTooLargeError(
+        f"the truncation box of the CME holds {box:.3g} states, beyond the 2^62 codes "
+        "of the state index; the species ranges are too wide for a finite state "
+        "projection. Use solve_lna for the moments or simulate_ssa for samples.")
 
 
 def initial_fsp_problem(network: Network, t_end: float, *, max_states: int = 10**8):
@@ -1138,10 +1307,12 @@ def initial_fsp_problem(network: Network, t_end: float, *, max_states: int = 10*
     compiled = compile_network(network)
     x0 = _initial_state(network)
     bounds = _initial_bounds(network, np.array([0.0, float(t_end)]), x0)
-    key_species, radix, _ = _key_layout(network, bounds, conservation_bounds(network, x0), x0)
+    lower = _initial_lower(network, np.array([0.0, float(t_end)]), x0, bounds)
+    key_species, radix, _ = _key_layout(network, bounds, conservation_bounds(network, x0), x0,
+                                        lower)
     parameters = network.parameter_values.copy()
     space = enumerate_states(compiled, x0[None, :], bounds, key_species, radix, parameters,
-                             max_states, 2)
+                             max_states, 2, lower=lower)
     matrix, _ = build_generator(compiled, space, parameters)
     p0 = np.zeros(matrix.shape[0])
     p0[space.index_of(x0[None, :])[0]] = 1.0
@@ -1149,19 +1320,26 @@ def initial_fsp_problem(network: Network, t_end: float, *, max_states: int = 10*
 
 
 def _solve_transient_segment(compiled, sources, probabilities, times, bounds, tol, max_states,
-                             method, parameters, drive=None, offset: float = 0.0) -> _Segment:
-    """Adaptive FSP from a distribution on ``sources`` over ``times`` (starting at 0).
+                             method, parameters, drive=None, offset: float = 0.0, *,
+                             lower=None, max_memory=None, bar=None) -> _Segment:
+    """Adaptive FSP from a distribution on ``sources`` over ``times`` (starting at 0),
+    on the window ``lower`` <= x <= ``bounds`` (grown side by side until the mass that
+    leaves it is at most ``tol``).
 
     ``drive`` (a :class:`~sbml_cme.analyses.driven.Drive`, absolute times) makes the
     generator time-dependent (:class:`DrivenGenerator`, local time 0 = ``offset``)."""
     network = compiled.network
     conservation = conservation_bounds(network, sources[0])
     samples, sample_times = (parameters, None) if drive is None else drive.samples()
+    lower = np.zeros(len(bounds), dtype=np.int64) if lower is None else lower
     for rounds in range(1, _MAX_GROWTH_ROUNDS + 1):
-        key_species, radix, estimate = _key_layout(network, bounds, conservation, sources[0])
-        _guard(network, estimate, max_states, len(times), "up to")
+        key_species, radix, box = _key_layout(network, bounds, conservation, sources[0],
+                                              lower)
+        if radix is None:
+            _refuse_codes(network, box)
         space = enumerate_states(compiled, sources, bounds, key_species, radix, samples,
-                                 max_states, len(times), sample_times)
+                                 max_states, len(times), sample_times, lower=lower,
+                                 max_memory=max_memory)
         info = {"fsp_rounds": rounds}
         tolerance = _integration_tolerance(tol)
         if drive is None:
@@ -1177,21 +1355,35 @@ def _solve_transient_segment(compiled, sources, probabilities, times, bounds, to
         else:
             solution = _propagate_driven(generator, p0, times, tolerance=tolerance, info=info)
         leaked = solution[:, space.n_states:].sum(axis=1)
+        _report_round(bar, rounds, space.n_states, float(leaked[-1]))
         if leaked[-1] <= tol:
             return _Segment(space, solution[:, :space.n_states], leaked, info)
-        bounded = np.nonzero(bounds >= 0)[0]
-        sink_mass = solution[-1, space.n_states:space.n_states + len(bounded)]
-        grow = bounded[sink_mass > tol / (2 * max(len(bounded), 1))]
-        if not len(grow):
-            grow = bounded
-        if not len(grow):
-            raise TruncationError(
-                f"probability {leaked[-1]:.3g} leaves the reachable set without breaking a "
-                "bound; cannot certify the FSP")
-        bounds = bounds.copy()
-        bounds[grow] = np.ceil(bounds[grow] * 1.5 + 10).astype(np.int64)
+        lower, bounds = _grow_transient_window(space, solution[-1, space.n_states:], tol,
+                                               leaked[-1])
     raise TruncationError(f"the FSP did not reach tol={tol:g} after {_MAX_GROWTH_ROUNDS} "
                           f"enlargements (leaked {leaked[-1]:.3g})")
+
+
+def _grow_transient_window(space: StateSpace, sink_mass: np.ndarray, tol: float,
+                           leaked: float):
+    """(lower, upper) with every side whose sink caught more than tol / (2 n_sides)
+    moved out: an upper bound to x1.5 + 10, a lower bound down by half the width + 10
+    (every side when none stands out)."""
+    upper, lower = space.bounds.copy(), space.lower.copy()
+    bounded = np.nonzero(upper >= 0)[0]
+    lower_bounded = np.nonzero(lower > 0)[0]
+    share = tol / (2 * max(len(bounded) + len(lower_bounded), 1))
+    grow = bounded[sink_mass[:len(bounded)] > share]
+    drop = lower_bounded[sink_mass[len(bounded) + 1:] > share]
+    if not len(grow) and not len(drop):
+        grow, drop = bounded, lower_bounded
+    if not len(grow) and not len(drop):
+        raise TruncationError(
+            f"probability {leaked:.3g} leaves the reachable set without breaking a "
+            "bound; cannot certify the FSP")
+    upper[grow] = np.ceil(upper[grow] * 1.5 + 10).astype(np.int64)
+    lower[drop] = np.maximum(lower[drop] - (upper[drop] - lower[drop]) // 2 - 10, 0)
+    return lower, upper
 
 
 def check_cme_support(network: Network, analysis: str = "solve_cme") -> None:
@@ -1319,7 +1511,8 @@ def output_values(compiled, states: np.ndarray, parameters: np.ndarray,
 
 
 def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | None = None,
-              method: str = "auto", outputs=None) -> CMEResult:
+              method: str = "auto", outputs=None, max_memory: float | None = None,
+              progress: bool = False) -> CMEResult:
     """Transient distribution of the CME by adaptive finite state projection.
 
     Parameters
@@ -1331,6 +1524,11 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
         Bound on the total probability that leaves the state set (the L1 error).
     max_states : int, optional
         Refuse larger state sets (default: what fits in a quarter of the memory).
+    max_memory : float, optional
+        Bytes the solve may use (default 60 % of the available memory): larger state
+        sets are refused while they are enumerated, before the generator is built.
+    progress : bool
+        Show the FSP rounds with their state counts and leaked mass (tqdm).
     method : {"auto", "krylov", "krylov_iop", "ode"}
         Time integration (``METHODS``). When a propensity reads time or a rate-rule
         variable (rate rules of time only, ``driven.check_time_driven``), the generator
@@ -1359,6 +1557,7 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     times = _check_times(times)
     _check_options(tol, method)
     max_states = int(max_states or default_max_states())
+    max_memory = memory_limit(max_memory)
     check_cme_support(network)
     driven = generator_is_time_dependent(network)
     if driven and method not in ("auto", "ode"):
@@ -1370,8 +1569,10 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     parameters = network.parameter_values.copy()
     x0 = _initial_state(network)
     bounds = _initial_bounds(network, times, x0)
+    lower = _initial_lower(network, times, x0, bounds)
     sources, probabilities = x0[None, :], np.array([1.0])
     t_now = times[0]
+    bar = _progress_bar(progress, "FSP")
     schedule = _event_schedule(network, compiled, times[0], times[-1])
     leaked_before = 0.0
     distributions: list[tuple[np.ndarray, np.ndarray]] = [None] * len(times)
@@ -1380,44 +1581,50 @@ def solve_cme(network: Network, times, *, tol: float = 1e-6, max_states: int | N
     largest = 0
     integration = {"methods_used": [], "integration_error": 0.0, "krylov_steps": 0,
                    "krylov_rejected": 0, "matrix_products": 0, "fsp_rounds": 0}
-    for stop, event_index in schedule + [(times[-1], None)]:
-        outputs = [k for k, t in enumerate(times) if t_now <= t <= stop and
-                   distributions[k] is None and not (event_index is not None and t == stop)]
-        local = np.array([0.0] + [times[k] - t_now for k in outputs] + [stop - t_now])
-        local = np.unique(local)
-        drive = integrate_drive(network, parameters, sources[0], t_now, stop) \
-            if driven or network.rate_rules else None
-        segment = _solve_transient_segment(compiled, sources, probabilities, local, bounds,
-                                           tol - leaked_before, max_states, method, parameters,
-                                           drive if driven else None, t_now)
-        largest = max(largest, segment.space.n_states)
-        _add_integration_info(integration, segment.info)
-        for k in outputs:
-            row = int(np.searchsorted(local, times[k] - t_now))
-            distributions[k] = (segment.space.states, segment.probabilities[row])
-            snapshots[k] = parameters if drive is None else drive.parameters(times[k])
-            errors[k] = leaked_before + segment.leaked[row]
-        final = segment.probabilities[-1]
-        leaked_before += segment.leaked[-1]
-        keep = final > 0
-        sources, probabilities = segment.space.states[keep], final[keep]
-        bounds = segment.space.bounds
-        if drive is not None:
-            parameters = drive.parameters(stop)
-        if event_index is not None:
-            sources, probabilities, parameters = _apply_event(
-                compiled, event_index, sources, probabilities, parameters, stop)
-            for k, t in enumerate(times):
-                if t == stop and distributions[k] is None:
-                    distributions[k] = (sources, probabilities)
-                    snapshots[k] = parameters
-                    errors[k] = leaked_before
-        t_now = stop
+    try:
+        for stop, event_index in schedule + [(times[-1], None)]:
+            outputs = [k for k, t in enumerate(times) if t_now <= t <= stop and
+                       distributions[k] is None and not (event_index is not None and t == stop)]
+            local = np.array([0.0] + [times[k] - t_now for k in outputs] + [stop - t_now])
+            local = np.unique(local)
+            drive = integrate_drive(network, parameters, sources[0], t_now, stop) \
+                if driven or network.rate_rules else None
+            lower, bounds = _window_holding(lower, bounds, sources)
+            segment = _solve_transient_segment(compiled, sources, probabilities, local, bounds,
+                                               tol - leaked_before, max_states, method, parameters,
+                                               drive if driven else None, t_now, lower=lower,
+                                               max_memory=max_memory, bar=bar)
+            largest = max(largest, segment.space.n_states)
+            _add_integration_info(integration, segment.info)
+            for k in outputs:
+                row = int(np.searchsorted(local, times[k] - t_now))
+                distributions[k] = (segment.space.states, segment.probabilities[row])
+                snapshots[k] = parameters if drive is None else drive.parameters(times[k])
+                errors[k] = leaked_before + segment.leaked[row]
+            final = segment.probabilities[-1]
+            leaked_before += segment.leaked[-1]
+            keep = final > 0
+            sources, probabilities = segment.space.states[keep], final[keep]
+            lower, bounds = segment.space.lower, segment.space.bounds
+            if drive is not None:
+                parameters = drive.parameters(stop)
+            if event_index is not None:
+                sources, probabilities, parameters = _apply_event(
+                    compiled, event_index, sources, probabilities, parameters, stop)
+                for k, t in enumerate(times):
+                    if t == stop and distributions[k] is None:
+                        distributions[k] = (sources, probabilities)
+                        snapshots[k] = parameters
+                        errors[k] = leaked_before
+            t_now = stop
+    finally:
+        if bar is not None:
+            bar.close()
     outputs = tuple(output_values(compiled, states, snapshots[k], times[k])
                     for k, (states, _) in enumerate(distributions))
     return CMEResult(network=network, times=times, distributions=tuple(distributions),
                      error_bounds=errors, outputs=outputs, run_info={
-                         "tol": tol, "max_states": max_states,
+                         "tol": tol, "max_states": max_states, "max_memory": max_memory,
                          "n_states": largest, "wall_time": wallclock.perf_counter() - started,
                          "stationary": False, **integration,
                          "method": "+".join(integration["methods_used"]),
@@ -1439,21 +1646,29 @@ def _add_integration_info(total: dict, segment: dict) -> None:
 
 
 def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | None = None,
-                   horizon: float | None = None, outputs=None) -> CMEResult:
+                   horizon: float | None = None, outputs=None, max_memory: float | None = None,
+                   progress: bool = False) -> CMEResult:
     """Stationary distribution by the stationary FSP, with a certificate.
 
-    The truncated generator with its outflow redirected to the most probable state is
-    solved with the normalisation built into the sparse system. For the answer ``pi_J``
-    and ``horizon`` (default: ten relaxation times of the truncated chain),
-    ``error_bound`` = an upper bound of leaked mass + ||p(horizon) - pi_J||_1 of the
-    absorbing FSP started from pi_J (``_certify``; no time integration needed), bounding
-    how far the exact CME started from ``pi_J`` moves away from it (zero for the exact
-    stationary law). The set grows until that certificate is below ``tol``.
+    The state set is a window lower <= x <= upper per species that follows the mass: it
+    starts at the stationary LNA's mean +- k sd (k from ``tol``) and each side whose
+    outflow dominates the certificate is moved out, by the distance the Gaussian tail
+    predicts (``_grow_stationary_window``). The truncated generator with its outflow
+    redirected to the most probable state is solved with the normalisation built into
+    the sparse system. For the answer ``pi_J`` and ``horizon`` (default: ten relaxation
+    times of the truncated chain), ``error_bound`` = an upper bound of leaked mass +
+    ||p(horizon) - pi_J||_1 of the absorbing FSP started from pi_J (``_certify``; no time
+    integration needed), bounding how far the exact CME started from ``pi_J`` moves
+    away from it (zero for the exact stationary law); docs/cme.md proves it.
+
     ``outputs``: SBML symbols to report beside the species, as in :func:`solve_cme`.
+    ``max_states``/``max_memory`` (bytes; default 60 % of the available memory) refuse
+    larger sets before they are allocated; ``progress`` shows the FSP rounds (tqdm).
     """
     network = network.with_outputs(outputs)
     _check_options(tol, "krylov")
     max_states = int(max_states or default_max_states())
+    max_memory = memory_limit(max_memory)
     check_cme_support(network, "stationary_cme")
     if network.events:
         raise UnsupportedFeatureError("events", network.events[0].id,
@@ -1463,43 +1678,181 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     compiled = compile_network(network)
     parameters = network.parameter_values.copy()
     x0 = _initial_state(network)
-    bounds = _stationary_bounds(network, x0)
     conservation = conservation_bounds(network, x0)
-    for _ in range(_MAX_GROWTH_ROUNDS):
-        key_species, radix, estimate = _key_layout(network, bounds, conservation, x0)
-        _guard(network, estimate, max_states, 2, "up to")
-        space = enumerate_states(compiled, x0[None, :], bounds, key_species, radix,
-                                 parameters, max_states, 2)
-        anchor = int(space.index_of(x0[None, :])[0])
-        pi, conservative = _stationary_solve(compiled, space, parameters, anchor)
-        mode = int(np.argmax(pi))
-        if mode != anchor and space.n_states <= _ITERATIVE_MIN_STATES:
-            # re-anchor at the mode (more accurate for the LU); the certificate below holds
-            # for any anchor, and for the iterative solve a second solve only cost time
-            # and, at 10^6 states, gave a larger residual (docs/cme.md)
-            pi, conservative = _stationary_solve(compiled, space, parameters, mode, guess=pi)
-        tau = horizon if horizon is not None else 10.0 * _relaxation_time(
-            conservative, compiled, pi @ space.states, parameters)
-        certificate, leaked, drift = _certify(compiled, space, parameters, pi, tau,
-                                              conservative)
-        if certificate <= tol:
-            return CMEResult(network=network, times=np.array([np.inf]),
-                             distributions=((space.states, pi),),
-                             outputs=(output_values(compiled, space.states, parameters,
-                                                    np.inf),),
-                             error_bounds=np.array([certificate]), run_info={
-                                 "method": "stationary FSP", "tol": tol,
-                                 "max_states": max_states, "n_states": space.n_states,
-                                 "horizon": tau, "leaked": leaked, "drift": drift,
-                                 "wall_time": wallclock.perf_counter() - started,
-                                 "stationary": True})
-        bounded = np.nonzero(bounds >= 0)[0]
-        if not len(bounded):
-            raise TruncationError(f"the stationary certificate {certificate:.3g} exceeds "
-                                  f"tol={tol:g} on the whole reachable set")
-        bounds = bounds.copy()
-        bounds[bounded] = np.ceil(bounds[bounded] * 1.5 + 10).astype(np.int64)
+    window = _stationary_window(network, x0, tol)
+    source = _source_in_window(network, x0, window)
+    lower, bounds = window.lower, window.upper
+    bar = _progress_bar(progress, "stationary FSP")
+    try:
+        for rounds in range(1, _MAX_GROWTH_ROUNDS + 1):
+            key_species, radix, box = _key_layout(network, bounds, conservation, x0, lower)
+            if radix is None:
+                _refuse_codes(network, box)
+            space = enumerate_states(compiled, source[None, :], bounds, key_species, radix,
+                                     parameters, max_states, 2, lower=lower,
+                                     max_memory=max_memory)
+            anchor = int(space.index_of(source[None, :])[0])
+            solution = _stationary_solve(compiled, space, parameters, anchor)
+            mode = int(np.argmax(solution.pi))
+            if mode != anchor and space.n_states <= _ITERATIVE_MIN_STATES:
+                # re-anchor at the mode (more accurate for the LU); the certificate holds
+                # for any anchor, and for the iterative solve a second solve only cost
+                # time and, at 10^6 states, gave a larger residual (docs/cme.md)
+                solution = _stationary_solve(compiled, space, parameters, mode,
+                                             guess=solution.pi)
+            pi = solution.pi
+            tau = horizon if horizon is not None else 10.0 * _relaxation_time(
+                solution.conservative, compiled, pi @ space.states, parameters)
+            certificate, leaked, drift, outflow = _certify(compiled, space, parameters, pi,
+                                                           tau, solution)
+            _report_round(bar, rounds, space.n_states, certificate)
+            if certificate <= tol:
+                return CMEResult(network=network, times=np.array([np.inf]),
+                                 distributions=((space.states, pi),),
+                                 outputs=(output_values(compiled, space.states, parameters,
+                                                        np.inf),),
+                                 error_bounds=np.array([certificate]), run_info={
+                                     "method": "stationary FSP", "tol": tol,
+                                     "max_states": max_states, "max_memory": max_memory,
+                                     "n_states": space.n_states, "fsp_rounds": rounds,
+                                     "lower": lower, "upper": bounds,
+                                     "horizon": tau, "leaked": leaked, "drift": drift,
+                                     "wall_time": wallclock.perf_counter() - started,
+                                     "stationary": True})
+            if not (bounds >= 0).any():
+                raise TruncationError(f"the stationary certificate {certificate:.3g} exceeds "
+                                      f"tol={tol:g} on the whole reachable set")
+            lower, bounds = _grow_stationary_window(window, space, pi, lower, bounds,
+                                                    outflow * 2.0 * tau, tol)
+    finally:
+        if bar is not None:
+            bar.close()
     raise TruncationError(f"the stationary FSP did not reach tol={tol:g}")
+
+
+@dataclass
+class _Window:
+    """A box lower <= x <= upper (upper -1: unbounded) and the Gaussian guess it came
+    from (mean, sd per species; None without an LNA)."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    mean: np.ndarray | None = None
+    sd: np.ndarray | None = None
+
+
+def _tail_quantile(tol: float) -> float:
+    """Standard deviations k with a Gaussian tail flux small against ``tol``."""
+    return math.sqrt(2.0 * math.log(1.0 / tol)) + 1.0
+
+
+def _stationary_window(network: Network, x0: np.ndarray, tol: float) -> _Window:
+    """The first window: the stationary LNA's mean +- k sd for every bounded species
+    (k = :func:`_tail_quantile`, at least 6); without an LNA, [0, the deterministic
+    long-time level + 6 sqrt + 10]."""
+    upper = _stationary_bounds(network, x0)
+    lower = np.zeros(len(upper), dtype=np.int64)
+    bounded = upper >= 0
+    try:
+        from .lna import solve_lna
+        lna = solve_lna(network)
+        mean = np.asarray(lna.means[0, :len(network.species)], dtype=float)
+        sd = np.sqrt(np.clip(np.diagonal(lna.covariances[0])[:len(network.species)], 0, None))
+    except Exception:  # noqa: BLE001 - no stable LNA: the box from zero
+        return _Window(lower, upper)
+    if not (np.all(np.isfinite(mean)) and np.all(np.isfinite(sd))):
+        return _Window(lower, upper)
+    k = max(6.0, _tail_quantile(tol))
+    margin = k * np.maximum(sd, 1.0) + 3.0
+    upper = upper.copy()
+    upper[bounded] = np.ceil(np.maximum(mean[bounded] + margin[bounded], 0.0)).astype(np.int64)
+    lower[bounded] = np.floor(np.maximum(mean[bounded] - margin[bounded], 0.0)).astype(np.int64)
+    return _Window(lower, upper, mean, sd)
+
+
+def _source_in_window(network: Network, x0: np.ndarray, window: _Window) -> np.ndarray:
+    """A state inside ``window`` reachable from ``x0``: x0 itself, or the end of one
+    exact SSA trajectory of a few relaxation times (it lies in x0's compatibility
+    class); when that also misses the window, the window is widened to hold x0."""
+    inside = lambda x: bool(np.all(x >= window.lower) and np.all(
+        (window.upper < 0) | (x <= window.upper)))
+    if inside(x0):
+        return x0
+    try:
+        from .ssa import simulate_ssa
+        compiled = compile_network(network)
+        gap = _linearised_gap(compiled, window.mean if window.mean is not None
+                              else x0.astype(float), network.parameter_values)
+        t_end = 5.0 / gap if gap > 0 else 100.0
+        walk = simulate_ssa(network, [0.0, t_end], n_trajectories=1, seed=20261207,
+                            method="direct", max_events=1e7)
+        end = walk.states[0, -1, :len(network.species)].astype(np.int64)
+        if inside(end):
+            return end
+    except SbmlCmeError:
+        pass
+    window.lower = np.minimum(window.lower, x0)
+    window.upper = np.where(window.upper >= 0, np.maximum(window.upper, x0), window.upper)
+    return x0
+
+
+def _grow_stationary_window(window: _Window, space: StateSpace, pi, lower, upper,
+                            contribution, tol):
+    """Move out each side of the window whose share of the certificate
+    (``contribution``, per sink: 2 x horizon x outflow rate) exceeds tol / (4 n_sides).
+
+    With an LNA the side moves by the distance at which a Gaussian tail's flux has
+    fallen by the needed factor (z' = sqrt(z^2 + 2 ln(factor)), plus 20 %); otherwise
+    (or when the side is already far out) by half the current width + 10."""
+    bounded = np.nonzero(upper >= 0)[0]
+    lower_bounded = np.nonzero(lower > 0)[0]
+    n_sides = max(len(bounded) + len(lower_bounded), 1)
+    target = tol / (4.0 * n_sides)
+    lower, upper = lower.copy(), upper.copy()
+    grew = False
+    for position, i in enumerate(bounded):
+        if contribution[position] > target:
+            upper[i] += _side_step(window, i, upper[i], upper[i] - lower[i],
+                                   contribution[position] / target)
+            grew = True
+    offset = len(bounded) + 1
+    for position, i in enumerate(lower_bounded):
+        if contribution[offset + position] > target:
+            lower[i] = max(0, lower[i] - _side_step(window, i, lower[i], upper[i] - lower[i],
+                                                    contribution[offset + position] / target))
+            grew = True
+    if not grew:  # the other sink or round-off: widen every side a little
+        upper[bounded] += np.maximum((upper[bounded] - lower[bounded]) // 4, 10)
+        lower[lower_bounded] = np.maximum(
+            lower[lower_bounded] - np.maximum((upper[lower_bounded] - lower[lower_bounded]) // 4,
+                                              10), 0)
+    return lower, upper
+
+
+def _side_step(window: _Window, i: int, edge: int, width: int, factor: float) -> int:
+    """Molecules to move one side of species ``i`` out for its outflow to fall by
+    ``factor`` (> 1)."""
+    if window.mean is None or not window.sd[i] > 0:
+        return int(width // 2 + 10)
+    sd = float(window.sd[i])
+    z = abs(edge - float(window.mean[i])) / sd
+    needed = math.sqrt(z * z + 2.0 * math.log(factor))
+    return int(math.ceil(1.2 * (needed - z) * sd)) + 2
+
+
+def _progress_bar(progress: bool, description: str):
+    """A tqdm bar over FSP rounds, or None."""
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(desc=description, unit="round")
+
+
+def _report_round(bar, rounds: int, n_states: int, bound: float) -> None:
+    """One FSP round done: states and the current error bound on the bar."""
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(states=f"{n_states:.3g}", bound=f"{bound:.2g}")
 
 
 def _stationary_bounds(network: Network, x0: np.ndarray) -> np.ndarray:
@@ -1511,11 +1864,10 @@ def _stationary_bounds(network: Network, x0: np.ndarray) -> np.ndarray:
 #: Above this many states the stationary system is solved by AMG-preconditioned GMRES
 #: instead of a sparse LU (whose fill grows superlinearly on 2-D state grids).
 _ITERATIVE_MIN_STATES = 50_000
+#: ||A x||_1 (long double) at which the refinement of the iterative solve stops.
+_STATIONARY_TARGET = 1e-15
 #: Largest accepted ||A pi||_1 of the iterative stationary solution (A conservative).
 _STATIONARY_RESIDUAL = 1e-9
-#: ||A pi||_1 at which the iterative solve stops restarting.
-_STATIONARY_TARGET = 1e-13
-_STATIONARY_ROUNDS = 6
 
 
 def _stationary_system(matrix, anchor: int, row_values):
@@ -1532,9 +1884,21 @@ def _stationary_system(matrix, anchor: int, row_values):
           np.concatenate([coo.col[keep], columns]))), shape=(n, n))
 
 
-def _stationary_solve(compiled, space, parameters, anchor: int, guess=None):
-    """Stationary law of the truncated chain with outflow sent to ``anchor``; returns
-    (pi, that conservative generator).
+@dataclass
+class _StationarySolution:
+    """A stationary FSP answer: ``pi`` (n,), the conservative generator it solves, the
+    certified residual ``residual`` >= ||A_r x||_1 of a vector x, and ``rounding``
+    >= ||pi - x||_1 (x = pi and rounding = 0 unless refined in extended precision)."""
+
+    pi: np.ndarray
+    conservative: sparse.csr_matrix
+    residual: float
+    rounding: float = 0.0
+
+
+def _stationary_solve(compiled, space, parameters, anchor: int, guess=None
+                      ) -> _StationarySolution:
+    """Stationary law of the truncated chain with outflow sent to ``anchor``.
 
     Up to ``_ITERATIVE_MIN_STATES`` states the balance equation of ``anchor`` is replaced
     by the normalisation sum(pi) = 1 (non-singular on an irreducible set, so the solution
@@ -1542,39 +1906,60 @@ def _stationary_solve(compiled, space, parameters, anchor: int, guess=None):
     on A^T + A. Larger sets pin pi(anchor) = 1 instead (row ``anchor`` of -A becomes the
     unit row: a non-singular M-matrix system whose solution is nonzero by construction),
     solve it by GMRES preconditioned with classical (Ruge-Stuben) AMG, starting from
-    ``guess`` when given, and normalise. The answer is accepted only if the residual
-    ||A pi||_1 of the normalised, clipped vector is at most ``_STATIONARY_RESIDUAL``;
-    the certificate accounts for that residual (``_certify``)."""
+    ``guess`` when given, refine it in extended precision and normalise
+    (:func:`_stationary_iterative`). The certificate accounts for the residual
+    (``_certify``)."""
     matrix, _ = build_generator(compiled, space, parameters, absorbing=False,
                                 redirect_to=anchor)
     n = space.n_states
     if n > _ITERATIVE_MIN_STATES:
-        pi = _stationary_iterative(matrix, anchor, guess)
-    else:
-        coo = matrix.tocoo()
-        keep = coo.row != anchor
-        system = sparse.csc_matrix(
-            (np.concatenate([coo.data[keep], np.ones(n)]),
-             (np.concatenate([coo.row[keep], np.full(n, anchor, dtype=coo.row.dtype)]),
-              np.concatenate([coo.col[keep], np.arange(n, dtype=coo.col.dtype)]))),
-            shape=(n, n))
-        rhs = np.zeros(n)
-        rhs[anchor] = 1.0
-        try:
-            pi = splinalg.splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
-        except RuntimeError as error:
-            raise ConvergenceError(f"the stationary system is singular: {error}. The chain "
-                                   "may have several closed classes; start from a different "
-                                   "state.") from None
+        return _stationary_iterative(matrix, anchor, guess, len(space.key_species))
+    coo = matrix.tocoo()
+    keep = coo.row != anchor
+    system = sparse.csc_matrix(
+        (np.concatenate([coo.data[keep], np.ones(n)]),
+         (np.concatenate([coo.row[keep], np.full(n, anchor, dtype=coo.row.dtype)]),
+          np.concatenate([coo.col[keep], np.arange(n, dtype=coo.col.dtype)]))),
+        shape=(n, n))
+    rhs = np.zeros(n)
+    rhs[anchor] = 1.0
+    try:
+        pi = splinalg.splu(system, permc_spec="MMD_AT_PLUS_A").solve(rhs)
+    except RuntimeError as error:
+        raise ConvergenceError(f"the stationary system is singular: {error}. The chain "
+                               "may have several closed classes; start from a different "
+                               "state.") from None
+    pi = _normalised(pi)
+    return _StationarySolution(pi, matrix, float(np.abs(matrix @ pi).sum()))
+
+
+def _normalised(pi: np.ndarray) -> np.ndarray:
+    """``pi`` clipped at 0 and scaled to sum 1; ConvergenceError when that is impossible."""
     if not np.all(np.isfinite(pi)) or not pi.sum() > 0:
         raise ConvergenceError("the stationary system is singular (no unique stationary law "
                                "on the reachable set)")
     pi = np.clip(pi, 0.0, None)
-    return pi / pi.sum(), matrix
+    return pi / pi.sum()
 
 
-def _stationary_iterative(matrix, anchor: int, guess=None) -> np.ndarray:
-    """Solve A pi = 0 with pi(anchor) = 1 by Ruge-Stuben AMG-preconditioned GMRES."""
+#: Largest lattice dimension (key species) solved with Ruge-Stuben AMG first.
+_RUGE_STUBEN_MAX_DIMENSION = 3
+#: Extended-precision refinement steps of the iterative stationary solve.
+_REFINEMENT_STEPS = 4
+
+
+def _stationary_iterative(matrix, anchor: int, guess=None, dimension: int = 2
+                          ) -> _StationarySolution:
+    """Solve A pi = 0 with pi(anchor) = 1 by Ruge-Stuben AMG-preconditioned GMRES, then
+    refine in extended precision.
+
+    In double precision ||A pi||_1 cannot fall below ~ eps x sum_x |A_xx| pi(x) (1e-12
+    at 7 x 10^5 states with exit rates ~10^4), and the certificate charges it E h^2 / 2
+    (docs/cme.md). So the residual of the pinned system is computed in ``np.longdouble``
+    (eps 1.1e-19), the correction solved by the same AMG hierarchy in double, and the
+    long-double vector x updated (mixed-precision iterative refinement). The certified
+    residual is ||A x||_1 in long double plus its round-off bound; the returned double
+    vector is within ``rounding`` = ||pi - x||_1 of x."""
     try:
         import pyamg
     except ImportError as error:  # pragma: no cover - pyamg is a dependency
@@ -1587,48 +1972,91 @@ def _stationary_iterative(matrix, anchor: int, guess=None) -> np.ndarray:
     x0 = None
     if guess is not None and guess[anchor] > 0:
         x0 = np.asarray(guess, dtype=float) / guess[anchor]
-    hierarchy = pyamg.ruge_stuben_solver(system, max_coarse=500)
-    # pyamg's GMRES stops on the *preconditioned* residual; restart from the answer until
-    # the true residual of the normalised vector is small (usually one or two rounds).
+    hierarchy, x = _amg_solve(pyamg, system, rhs, x0, dimension)
+    wide_system = system.astype(np.longdouble)
+    wide_generator = matrix.astype(np.longdouble)
+    exact = x.astype(np.longdouble)
     best, residual = None, np.inf
-    for _ in range(_STATIONARY_ROUNDS):
-        x0 = hierarchy.solve(rhs, x0=x0, tol=1e-14, maxiter=30, accel="gmres")
-        trial = np.clip(x0, 0.0, None)
-        total = trial.sum()
-        if not (np.isfinite(total) and total > 0):
-            raise ConvergenceError("the AMG-preconditioned stationary solve failed")
-        trial = trial / total
-        value = float(np.abs(matrix @ trial).sum())
-        improved = value < 0.5 * residual
+    for _ in range(_REFINEMENT_STEPS):
+        trial = np.clip(exact, 0, None)
+        trial = trial / trial.sum()
+        value, floor = _wide_residual(wide_generator, trial)
+        improved = value < 0.1 * residual
         if value < residual:
             best, residual = trial, value
-        if residual <= _STATIONARY_TARGET or not improved:  # done, or at round-off level
+        if residual <= max(_STATIONARY_TARGET, 4.0 * floor) or not improved:
+            break  # small enough, or at the round-off level
+        correction = rhs - wide_system @ exact
+        scale = float(np.abs(correction).max())
+        if not scale > 0:
             break
-    pi = best
-    if residual > _STATIONARY_RESIDUAL:
+        step = hierarchy.solve((correction / scale).astype(float), tol=1e-7, maxiter=20,
+                               accel="gmres")
+        exact = exact + np.longdouble(scale) * step.astype(np.longdouble)
+    if not residual <= _STATIONARY_RESIDUAL:
         raise ConvergenceError(f"the AMG-preconditioned stationary solve stalled at "
                                f"||A pi||_1 = {residual:.3g}")
-    return pi
+    pi = best.astype(float)
+    rounding = float(np.abs(pi.astype(np.longdouble) - best).sum())
+    return _StationarySolution(pi, matrix, residual, rounding)
 
 
-def _certify(compiled, space, parameters, pi, horizon, conservative):
-    """(certificate, leaked, drift) for ``pi`` over ``horizon``: bounds on how far the exact
-    CME started from pi moves in that time (leaked + drift). See docs/cme.md.
+def _amg_solve(pyamg, system, rhs, x0, dimension: int):
+    """(hierarchy, x) with system @ x ~ rhs to 1e-9 relative. On lattices of at most
+    ``_RUGE_STUBEN_MAX_DIMENSION`` key species classical Ruge-Stuben AMG (fastest on the
+    2-D birth-death grids of docs/cme.md), then or otherwise nonsymmetric smoothed
+    aggregation (on the 9-D lattice of a 10-species ring the Ruge-Stuben setup took 180 s
+    and divided by zero; smoothed aggregation solved it in 12 s)."""
+    import warnings
+    builders = [lambda: pyamg.smoothed_aggregation_solver(system, symmetry="nonsymmetric",
+                                                          max_coarse=500)]
+    if dimension <= _RUGE_STUBEN_MAX_DIMENSION:
+        builders.insert(0, lambda: pyamg.ruge_stuben_solver(system, max_coarse=500))
+    for build in builders:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            try:
+                hierarchy = build()
+                x = hierarchy.solve(rhs, x0=x0, tol=1e-9, maxiter=40, accel="gmres")
+            except (ValueError, ArithmeticError, np.linalg.LinAlgError):
+                continue
+        if np.all(np.isfinite(x)) and x.sum() > 0:
+            return hierarchy, x
+    raise ConvergenceError("the AMG-preconditioned stationary solve failed")
+
+
+def _wide_residual(generator, x) -> tuple[float, float]:
+    """(bound, floor): ||A x||_1 computed in long double plus ``floor``, the bound of its
+    round-off (a row of k terms is off by at most k eps sum_j |A_ij x_j|; doubled)."""
+    product = generator @ x
+    magnitude = abs(generator) @ np.abs(x)
+    eps = float(np.finfo(np.longdouble).eps)
+    terms = np.diff(generator.indptr).astype(np.longdouble)
+    floor = float(2.0 * eps * (terms * magnitude).sum())
+    return float(np.abs(product).sum()) + floor, floor
+
+
+def _certify(compiled, space, parameters, pi, horizon, solution: _StationarySolution):
+    """(certificate, leaked, drift, outflow per sink) for ``pi`` over ``horizon``: bounds
+    on how far the exact CME started from pi moves in that time (leaked + drift). See
+    docs/cme.md.
 
     The cheap bound needs no time integration. With r = sum_x pi(x) exit(x) (the rate
-    at which pi leaves J), E = max exit rate and rho = ||A_r pi||_1 (A_r the conservative,
-    redirected generator pi was solved with), the absorbing FSP from pi satisfies
-    leaked(h) <= h r + E h^2 rho / 2 and ||p_J(h) - pi||_1 <= leaked(h) + h rho. On sets
-    of at most ``_ITERATIVE_MIN_STATES`` states the absorbing FSP is also evolved by
-    Krylov (affordable there) and the smaller of the two true bounds is returned."""
+    at which pi leaves J), E = max exit rate and rho >= ||A_r x||_1 (A_r the conservative,
+    redirected generator, x the vector it was solved for, within ``rounding`` = d of pi),
+    the absorbing FSP from x satisfies leaked(h) <= h (r + E d) + E h^2 rho / 2 and
+    ||p_J(h) - x||_1 <= leaked(h) + h rho; pi adds 2 d. On sets of at most
+    ``_ITERATIVE_MIN_STATES`` states the absorbing FSP is also evolved by Krylov
+    (affordable there) and the smaller of the two true bounds is returned."""
     matrix, _ = build_generator(compiled, space, parameters)
     n = space.n_states
+    outflow = matrix[n:, :n] @ pi  # (n_sinks,) rate into each sink
     exit_rate = np.asarray(matrix[n:, :n].sum(axis=0)).ravel()
-    rate = float(exit_rate @ pi)
     largest = float(exit_rate.max(initial=0.0))
-    residual = float(np.abs(conservative @ pi).sum())
+    rate = float(exit_rate @ pi) + largest * solution.rounding
+    residual = solution.residual
     leaked = horizon * rate + 0.5 * largest * horizon ** 2 * residual
-    drift = leaked + horizon * residual
+    drift = leaked + horizon * residual + 2.0 * solution.rounding
     if n <= _ITERATIVE_MIN_STATES and leaked + drift > 0:
         p0 = np.concatenate([pi, np.zeros(matrix.shape[0] - n)])
         evolved = _propagate(matrix, p0, np.array([0.0, horizon]), "krylov")[-1]
@@ -1636,7 +2064,7 @@ def _certify(compiled, space, parameters, pi, horizon, conservative):
         exact_drift = float(np.abs(evolved[:n] - pi).sum())
         if exact_leaked + exact_drift < leaked + drift:
             leaked, drift = exact_leaked, exact_drift
-    return leaked + drift, leaked, drift
+    return leaked + drift, leaked, drift, outflow
 
 
 #: Above this many states the relaxation time comes from the linearised rate equations.

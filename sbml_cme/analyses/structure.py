@@ -929,7 +929,8 @@ def _product_form_law(network: Network, means: np.ndarray, free: np.ndarray, n0:
         search = bounds.copy()
         search[truncated] = np.ceil(limits * 1.25 + 10).astype(np.int64)
         key_species, radix, estimate = _key_layout(network, search, caps, n0)
-        _guard_states(estimate, max_states)
+        if radix is None:  # beyond int64 codes; otherwise only the states found count
+            _guard_states(estimate, 0)
         space = enumerate_states(compiled, n0[None, :], search, key_species, radix,
                                  network.parameter_values, max_states, 1)
         inside = np.all(space.states[:, truncated] <= limits, axis=1)
