@@ -21,6 +21,7 @@ runs as one ensemble whose trajectory k is iteration k: the same numbers as
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time as wallclock
@@ -51,6 +52,9 @@ class Data:
 
     values: np.ndarray
     owners: tuple[str, ...]
+    #: Divide by it for model units (stochastic states stay in molecules, so that
+    #: aggregates equal the ensemble statistics bit for bit: mean(counts) / scale).
+    scale: float = 1.0
 
 
 @dataclass
@@ -176,6 +180,7 @@ class _Executor:
         self.base = file.parent
         self.document = read_document(file)
         self.model_texts: dict[str, str] = {}
+        self.model_options: dict[str, dict] = {}
         self.results: dict[str, TaskResult] = {}
         self.run.log = {"location": run.location, "status": "RUNNING", "tasks": [],
                         "outputs": []}
@@ -192,8 +197,12 @@ class _Executor:
             raise SedmlError(f"SED-ML model {model_id!r} is in language "
                              f"{model.getLanguage()!r}; sbml_cme reads SBML only")
         source = model.getSource()
+        options = _annotation(model, "read_options").get("json")
+        self.model_options[model_id] = json.loads(options) if options else {}
         if self.document.getModel(source) is not None and source != model_id:
             text = self.model_text(source)
+            self.model_options[model_id] = self.model_options[model_id] or \
+                self.model_options[source]
         else:
             text = self._source_text(source, model_id)
         changes = []
@@ -286,14 +295,16 @@ class _Executor:
                                       where=f"simulation {simulation.getId()!r}")
         parameters = {kisao_map.normalize(p.getKisaoID()): p.getValue()
                       for p in algorithm.getListOfAlgorithmParameters()}
-        network = read_sbml_string(text, base_dir=str(self.base))
+        network = read_sbml_string(text, base_dir=str(self.base),
+                                   **self.model_options.get(task.getModelReference(), {}))
+        annotation = _annotation(algorithm, "method")
         symbols = self.symbols_of(task.getId())
         entry.update(algorithm=method.kisao_id, method=method.analysis,
                      algorithm_name=kisao_map.term_name(method.kisao_id))
         if method.substituted_from:
             entry["substituted_from"] = method.substituted_from
         return run_method(network, method, parameters, simulation, symbols, task.getId(),
-                          entry, self.n_jobs, seed_override, runs_override)
+                          entry, self.n_jobs, seed_override, runs_override, annotation)
 
     def repeated(self, task, entry: dict) -> TaskResult:
         ranges = {r.getId(): r for r in task.getListOfRanges()}
@@ -388,7 +399,7 @@ class _Executor:
         entry["iterations"] = n
         entry["ensemble"] = ("one ensemble of the iterations: trajectory k is iteration k "
                              "(streams of SeedSequence(seed))")
-        data = {symbol: Data(value.values, (task.getId(),) + value.owners[1:])
+        data = {symbol: Data(value.values, (task.getId(),) + value.owners[1:], value.scale)
                 for symbol, value in result.data.items()}
         return TaskResult(data, owners=(task.getId(),) + result.owners[1:])
 
@@ -474,9 +485,15 @@ class _Executor:
                              f"{task_id!r} has no values of {key!r}")
         data = result.data[key]
         if aggregate is None:
-            return data.values
+            return data.values / data.scale
         axes = tuple(i for i, owner in enumerate(data.owners) if owner not in keep)
-        return _reduce(data.values, axes, kisao_map.AGGREGATES[aggregate])
+        if key == "time":
+            # Every run shares the output times: take them, do not average them.
+            return data.values[tuple(0 if i in axes else slice(None)
+                                     for i in range(data.values.ndim))]
+        name = kisao_map.AGGREGATES[aggregate]
+        power = {"var": 2, "prod": 0, "count": 0}.get(name.replace("nan", ""), 1)
+        return _reduce(data.values, axes, name) / data.scale**power
 
     def _subtask_task(self, target: str) -> str:
         for task in self.document.getListOfTasks():
@@ -525,16 +542,23 @@ class _Executor:
                                         "curves": curves}
 
 
-def _annotated_method(algorithm) -> str | None:
-    """The method named by an sbml_cme annotation on an algorithm, if any."""
-    annotation = algorithm.getAnnotation()
+def _annotation(element, name: str) -> dict:
+    """Attributes of the sbml_cme annotation ``name`` on a SED-ML element ({} if none)."""
+    annotation = element.getAnnotation()
     if annotation is None:
-        return None
+        return {}
     for i in range(annotation.getNumChildren()):
         child = annotation.getChild(i)
-        if child.getURI() == ANNOTATION_NS and child.getName() == "method":
-            return child.getAttrValue("name")
-    return None
+        if child.getURI() == ANNOTATION_NS and child.getName() == name:
+            attributes = child.getAttributes()
+            return {attributes.getName(k): attributes.getValue(k)
+                    for k in range(attributes.getLength())}
+    return {}
+
+
+def _annotated_method(algorithm) -> str | None:
+    """The method named by an sbml_cme annotation on an algorithm, if any."""
+    return _annotation(algorithm, "method").get("name")
 
 
 def _steps(element) -> int:
@@ -560,7 +584,7 @@ def _stack(iterations: list[TaskResult], owner: str) -> TaskResult:
         if any(a.shape != arrays[0].shape for a in arrays):
             raise SedmlError(f"SED-ML repeated task {owner!r}: iterations gave values of "
                              f"{symbol!r} with different shapes")
-        data[symbol] = Data(np.stack(arrays), (owner,) + value.owners)
+        data[symbol] = Data(np.stack(arrays), (owner,) + value.owners, value.scale)
     moments = {symbol: tuple(np.stack([it.moments[symbol][k] for it in iterations])
                              for k in range(2)) for symbol in first.moments}
     return TaskResult(data, moments, (owner,) + first.owners)
@@ -595,7 +619,8 @@ def simulation_times(simulation) -> tuple[np.ndarray, slice]:
 
 def run_method(network, method, parameters: dict, simulation, symbols: set[str],
                task_id: str, entry: dict, n_jobs=None, seed_override=None,
-               runs_override: int | None = None) -> TaskResult:
+               runs_override: int | None = None, annotation: dict | None = None
+               ) -> TaskResult:
     """Run ``method`` (a :class:`~.kisao_map.Method`) for one SED-ML task."""
     from ..analyses import (simulate_cle, simulate_deterministic, simulate_ssa, solve_cme,
                             solve_lna, stationary_cme)
@@ -611,6 +636,7 @@ def run_method(network, method, parameters: dict, simulation, symbols: set[str],
     rtol = parameters.pop(kisao_map.RELATIVE_TOLERANCE, None)
     atol = parameters.pop(kisao_map.ABSOLUTE_TOLERANCE, None)
     extra = _outputs(network, symbols)
+    parameters = {k: v for k, v in parameters.items() if k != kisao_map.KISAO_ROOT}
     if parameters:
         entry["ignored_parameters"] = {k: f"{v} ({kisao_map.term_name(k)})"
                                        for k, v in parameters.items()}
@@ -627,7 +653,8 @@ def run_method(network, method, parameters: dict, simulation, symbols: set[str],
         entry.update(seed=seed, n_trajectories=runs)
         common = dict(n_trajectories=runs, seed=seed, n_jobs=n_jobs)
         if analysis == "ssa":
-            result = simulate_ssa(network, times, outputs=extra, **common)
+            result = simulate_ssa(network, times, outputs=extra,
+                                  method=(annotation or {}).get("algorithm", "auto"), **common)
             entry["sbml_cme_algorithm"] = result.run_info.get("algorithm")
         elif analysis == "cle":
             result = simulate_cle(network, times, outputs=extra, **common, **options)
@@ -636,10 +663,12 @@ def run_method(network, method, parameters: dict, simulation, symbols: set[str],
             result = simulate_hybrid(net, times, partition="auto", **common,
                                      **_tolerances(rtol, atol))
         columns = _model_columns(result.network)
-        values = result.states[:, keep, :] / _model_scales(result.network)
+        values = result.states[:, keep, :]
+        scales = _model_scales(result.network)
         owners = (f"{task_id}.runs", task_id)
         data = {c: Data(values[:, :, k] if runs > 1 else values[0, :, k],
-                        owners if runs > 1 else (task_id,)) for k, c in enumerate(columns)}
+                        owners if runs > 1 else (task_id,), float(scales[k]))
+                for k, c in enumerate(columns)}
         data["time"] = Data(np.broadcast_to(times[keep], values.shape[:2]).copy()
                             if runs > 1 else times[keep].copy(), data[columns[0]].owners)
         return TaskResult(data, owners=data["time"].owners)
@@ -655,7 +684,7 @@ def run_method(network, method, parameters: dict, simulation, symbols: set[str],
         return TaskResult(data, owners=(task_id,))
     if analysis in ("cme", "lna"):
         if analysis == "cme":
-            tol = float(parameters.get("tol", 1e-6))
+            tol = float((annotation or {}).get("tol", 1e-6))
             result = solve_cme(network, times, outputs=extra, tol=tol)
             entry["error_bound_l1"] = float(result.error_bound)
             moments = result.moments
