@@ -34,6 +34,8 @@ SBML_FORMAT = "http://identifiers.org/combine.specifications/sbml"
 CSV_FORMAT = "http://purl.org/NET/mediatypes/text/csv"
 OMEX_METADATA = "http://identifiers.org/combine.specifications/omex-metadata"
 MODEL_FILE = "model.xml"
+#: SED-ML L1V4 allows the old time symbol, and tellurium reads only that one.
+TIME_SYMBOL = "urn:sedml:symbol:time"
 
 
 def write_omex(path: str | os.PathLike, network, *, deterministic=None, ssa=None, cme=None,
@@ -243,7 +245,7 @@ def deterministic_sedml(network, result, options: dict) -> str:
                  {"KISAO:0000209": info.get("rtol", 1e-9),
                   "KISAO:0000211": info.get("atol", 1e-12)})
     _task(document, "task_ode", "sim_ode")
-    _generator(document, "time_ode", "task_ode", symbol="KISAO:0000832", name="time")
+    _generator(document, "time_ode", "task_ode", symbol=TIME_SYMBOL, name="time")
     columns = [("time_ode", "time")]
     for symbol in _columns(network):
         _generator(document, f"ode_{symbol}", "task_ode", target=_target(network, symbol),
@@ -281,7 +283,7 @@ def stochastic_sedml(network, options: dict, *, ssa=None, cme=None, lna=None) ->
         subtask = ensemble.createSubTask()
         subtask.setTask("task_ssa")
         subtask.setOrder(1)
-        _generator(document, "time_ssa", "task_ssa", symbol="KISAO:0000832", name="time")
+        _generator(document, "time_ssa", "task_ssa", symbol=TIME_SYMBOL, name="time")
         columns = [("time_ssa", "time")]
         for symbol in _columns(network):
             target = _target(network, symbol)
@@ -301,7 +303,7 @@ def stochastic_sedml(network, options: dict, *, ssa=None, cme=None, lna=None) ->
             continue
         _time_course(document, f"sim_{name}", result.times, "KISAO:0000000", None, method)
         _task(document, f"task_{name}", f"sim_{name}")
-        _generator(document, f"time_{name}", f"task_{name}", symbol="KISAO:0000832",
+        _generator(document, f"time_{name}", f"task_{name}", symbol=TIME_SYMBOL,
                    name="time")
         columns = [(f"time_{name}", "time")]
         for symbol in _columns(network):

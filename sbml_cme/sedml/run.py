@@ -808,19 +808,21 @@ def _replace_aggregates(tree, values: dict, where: str) -> None:
     for i in range(tree.getNumChildren()):
         _replace_aggregates(tree.getChild(i), values, where)
     name = (tree.getName() or "").strip()
-    aggregate = tree.getType() in (libsbml.AST_FUNCTION, libsbml.AST_FUNCTION_MAX,
+    from ..io.mathml import ast_type
+
+    aggregate = ast_type(tree) in (libsbml.AST_FUNCTION, libsbml.AST_FUNCTION_MAX,
                                    libsbml.AST_FUNCTION_MIN) and name in _AGGREGATE_FUNCTIONS
     if not aggregate or tree.getNumChildren() != 1:
         return
     child = tree.getChild(0)
-    if child.getType() != libsbml.AST_NAME or child.getName() not in values:
+    if ast_type(child) != libsbml.AST_NAME or child.getName() not in values:
         raise SedmlError(f"SED-ML {where}: {name}() takes one variable")
     computed = f"__{name}_{child.getName()}"
     values[computed] = _AGGREGATE_FUNCTIONS[name](np.asarray(values[child.getName()],
                                                              dtype=float))
     while tree.getNumChildren():
         tree.removeChild(0)
-    tree.setType(libsbml.AST_NAME)
+    libsbml._libsbml.ASTNode_setType(tree, libsbml.AST_NAME)  # see ast_type
     tree.setName(computed)
 
 
