@@ -19,16 +19,7 @@ import sympy
 from ..distributions import make_draw
 from ..errors import InvalidSBMLError, UnsupportedFeatureError
 from ..network import TIME
-
-def ast_type(node) -> int:
-    """The libsbml AST type code of ``node``.
-
-    Through libsbml's own wrapper: once libsedml is imported (SED-ML), the shared SWIG
-    type table gives libsbml's ASTs libsedml's proxy class, whose ``getType()`` returns an
-    opaque pointer instead of the int.
-    """
-    return libsbml._libsbml.ASTNode_getType(node)
-
+from .swig_types import ast_type
 
 #: Value of the ``avogadro`` csymbol fixed by the SBML Level 3 specifications.
 SBML_AVOGADRO_CSYMBOL = 6.02214179e23

@@ -27,7 +27,7 @@ import sympy
 from ..distributions import RandomDraw
 from ..errors import InvalidSBMLError
 from ..network import TIME, Network
-from .mathml import ast_type
+from .swig_types import all_elements, ast_type
 
 #: libsbml consistency errors left to the importer: unit references it resolves or
 #: ignores itself (the SBML test suite has valid cases that libsbml flags, e.g. 00959);
@@ -183,9 +183,7 @@ def _refuse_malformed_math(document: libsbml.SBMLDocument, source: str) -> None:
     an empty ``<math/>``, anywhere in the document, ``comp`` model definitions included:
     libsbml 5.21's consistency check dereferences the missing arguments and crashes the
     process (fuzz mutants of semantic 01145, 01248, 01380)."""
-    elements = document.getListOfAllElements()
-    for index in range(elements.getSize()):
-        element = elements.get(index)
+    for element in all_elements(document):
         math = element.getMath() if hasattr(element, "getMath") else None
         if math is None:
             continue

@@ -808,7 +808,7 @@ def _replace_aggregates(tree, values: dict, where: str) -> None:
     for i in range(tree.getNumChildren()):
         _replace_aggregates(tree.getChild(i), values, where)
     name = (tree.getName() or "").strip()
-    from ..io.mathml import ast_type
+    from ..io.swig_types import ast_type, set_ast_type
 
     aggregate = ast_type(tree) in (libsbml.AST_FUNCTION, libsbml.AST_FUNCTION_MAX,
                                    libsbml.AST_FUNCTION_MIN) and name in _AGGREGATE_FUNCTIONS
@@ -822,7 +822,7 @@ def _replace_aggregates(tree, values: dict, where: str) -> None:
                                                              dtype=float))
     while tree.getNumChildren():
         tree.removeChild(0)
-    libsbml._libsbml.ASTNode_setType(tree, libsbml.AST_NAME)  # see ast_type
+    set_ast_type(tree, libsbml.AST_NAME)
     tree.setName(computed)
 
 
