@@ -368,15 +368,17 @@ def test_vendored_deterministic_archives_match_their_published_reports(name, rep
     assert np.max(np.abs(ours - expected) / (1e-4 * np.abs(expected) + 1e-6 * scale)) < 1
 
 
-def test_vendored_stochastic_archive_runs(tmp_path):
-    name = "Vilar-PNAS-2002-minimal-circardian-clock-discrete-NRM"
+@pytest.mark.parametrize("name, kisao_id", [
+    ("Vilar-PNAS-2002-minimal-circardian-clock-discrete-NRM", "KISAO_0000027"),
+    ("Vilar-PNAS-2002-minimal-circardian-clock-discrete-SSA", "KISAO_0000029")])
+def test_vendored_stochastic_archives_run(name, kisao_id, tmp_path):
     assert main(["run", "-i", str(DATA / f"{name}.omex"), "-o", str(tmp_path)]) == 0
     import h5py
     import yaml
 
     log = yaml.safe_load((tmp_path / "log.yml").read_text())
     tasks = log["sedDocuments"][0]["tasks"]
-    assert {t["algorithm"] for t in tasks} == {"KISAO_0000027"}  # next reaction method
+    assert {t["algorithm"] for t in tasks} == {kisao_id}  # next reaction or direct method
     assert {t["method"] for t in tasks} == {"ssa"}
     with h5py.File(tmp_path / "reports.h5") as file:
         for key in ("report_Fig_1_c", "report_low_delta_R_stoch"):
