@@ -17,7 +17,6 @@ sbml_cme annotation on each SED-ML model.
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
 import tempfile

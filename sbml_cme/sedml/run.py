@@ -427,7 +427,8 @@ class _Executor:
         return values[0] if range_.getElementName() == "functionalRange" else values[index]
 
     def symbols_of(self, task_id: str) -> set[str]:
-        """Model symbols any variable reads from ``task_id`` (or a repeated task of it)."""
+        """Model symbols the document's data generators read (reported by every task, so
+        that a repeated task's subtasks report them too)."""
         symbols = set()
         for generator in self.document.getListOfDataGenerators():
             for variable in generator.getListOfVariables():
@@ -623,7 +624,7 @@ def run_method(network, method, parameters: dict, simulation, symbols: set[str],
                ) -> TaskResult:
     """Run ``method`` (a :class:`~.kisao_map.Method`) for one SED-ML task."""
     from ..analyses import (simulate_cle, simulate_deterministic, simulate_ssa, solve_cme,
-                            solve_lna, stationary_cme)
+                            solve_lna)
     from ..analyses.hybrid import simulate_hybrid
 
     kind = simulation.getElementName()
