@@ -9,8 +9,8 @@ __version__ = "0.1.0"
 
 from .errors import (AnalysisError, ConvergenceError, InvalidNetworkError, InvalidSBMLError,
                      NotComplexBalancedError, OptionsError, SBMLError, SbmlCmeError,
-                     StateSpaceTooLargeError, TruncationError, UnsupportedFeatureError,
-                     WorkLimitError)
+                     SedmlError, StateSpaceTooLargeError, TruncationError,
+                     UnsupportedAlgorithmError, UnsupportedFeatureError, WorkLimitError)
 from .io import read_annotations, read_sbml, read_sbml_string, write_annotated_sbml, write_sbml
 from .network import (Burst, Compartment, Event, Expression, MassAction, Network, Output,
                       Parameter, Reaction, Species)
@@ -23,6 +23,7 @@ from .analyses.noise import ExtrinsicNoiseResult, NoiseSummary, extrinsic_noise,
 from .analyses.structure import StructureResult, analyze_structure, product_form_stationary
 from .crosscheck import crosscheck, tellurium_reference
 from .reports import Report, analyze
+from .sedml import run_sedml
 
 __all__ = [
     "__version__",
@@ -33,9 +34,10 @@ __all__ = [
     "SbmlCmeError", "SBMLError", "InvalidSBMLError", "UnsupportedFeatureError",
     "InvalidNetworkError", "OptionsError", "AnalysisError", "StateSpaceTooLargeError",
     "TruncationError", "ConvergenceError", "NotComplexBalancedError", "WorkLimitError",
+    "SedmlError", "UnsupportedAlgorithmError",
     "simulate_ssa", "simulate_hybrid", "auto_partition", "solve_cme", "stationary_cme", "solve_lna", "simulate_cle",
     "simulate_deterministic", "choose_horizon", "Horizon",
-    "analyze", "Report", "crosscheck", "tellurium_reference",
+    "analyze", "Report", "crosscheck", "tellurium_reference", "run_sedml",
     "analyze_structure", "product_form_stationary", "StructureResult",
     "noise_summary", "extrinsic_noise", "NoiseSummary", "ExtrinsicNoiseResult",
 ]

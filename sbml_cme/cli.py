@@ -229,11 +229,23 @@ def cmd_analyze(args) -> int:
                          progress=not args.no_progress, client=client,
                          **_read_options(args))
     paths = report.write(args.out)
+    if args.omex:
+        paths.append(report.to_omex(args.omex))
     print(report.summary())
     html = next((path for path in paths if path.name == "report.html"), None)
     print(f"wrote {len(paths)} files to {args.out}; open the report: "
           f"{html.resolve() if html else None}")
     return EXIT_CHECK_FAILED if report.crosscheck_passed() is False else EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .sedml import run_sedml
+
+    reports = run_sedml(args.input, args.output, substitution_policy=args.substitution_policy,
+                        n_jobs=args.jobs)
+    print(f"ran {args.input}: {len(reports)} report(s) "
+          f"({', '.join(reports) or 'none'}); outputs and log.yml in {args.output}")
+    return EXIT_OK
 
 
 def cmd_batch(args) -> int:
@@ -351,6 +363,21 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--out", required=True, metavar="DIR")
     analyze.add_argument("--dask-scheduler", metavar="ADDRESS",
                          help="run the SSA and CLE ensembles on this Dask cluster")
+    analyze.add_argument("--omex", metavar="FILE",
+                         help="also write the experiment as a COMBINE archive (SBML, "
+                              "SED-ML L1V4, results; docs/sedml.md)")
+    run = commands.add_parser("run", help="run a SED-ML file or COMBINE archive "
+                              "(BioSimulators command-line convention)")
+    run.add_argument("-i", "--archive", dest="input", required=True,
+                     metavar="PATH.omex|PATH.sedml")
+    run.add_argument("-o", "--out-dir", dest="output", required=True, metavar="OUTDIR",
+                     help="CSV per report, reports.h5, PNG per plot, log.yml")
+    run.add_argument("--substitution-policy", metavar="POLICY", default=None,
+                     help="let KiSAO substitute algorithms sbml_cme does not implement "
+                          "(SAME_MATH, SIMILAR_APPROXIMATIONS, ...; default: refuse them)")
+    run.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
+    run.add_argument("--debug", action="store_true", help="show tracebacks")
+    run.set_defaults(function=cmd_run)
     batch = commands.add_parser("batch", help="analyze many models (resumable)")
     batch.add_argument("inputs", nargs="+", metavar="DIR_OR_FILES")
     batch.add_argument("--out", required=True, metavar="DIR")

@@ -8,6 +8,8 @@
     │   └── UnsupportedFeatureError   .feature, .element_id, .analysis
     ├── InvalidNetworkError(ValueError)
     ├── OptionsError(ValueError)
+    ├── SedmlError                    a SED-ML document or COMBINE archive we cannot run
+    │   └── UnsupportedAlgorithmError .kisao_id, .nearest (the closest algorithm we run)
     └── AnalysisError
         ├── StateSpaceTooLargeError
         ├── WorkLimitError            the estimated work exceeds the limit (says the option)
@@ -82,6 +84,29 @@ class OptionsError(SbmlCmeError, ValueError):
     """An option value that is impossible or inconsistent."""
 
 
+class SedmlError(SbmlCmeError):
+    """A SED-ML document or COMBINE archive that is invalid or asks for something
+    sbml_cme cannot do (the message names the SED-ML element)."""
+
+
+class UnsupportedAlgorithmError(SedmlError):
+    """A SED-ML algorithm (KiSAO id) that no sbml_cme method honours.
+
+    Attributes
+    ----------
+    kisao_id : str
+    nearest : str or None
+        The closest algorithm sbml_cme runs, by KiSAO's own substitution rules.
+    policy : str or None
+        The least permissive KiSAO substitution policy that allows ``nearest``.
+    """
+
+    def __init__(self, message: str, kisao_id: str, nearest: str | None = None,
+                 policy: str | None = None):
+        self.kisao_id, self.nearest, self.policy = kisao_id, nearest, policy
+        super().__init__(message)
+
+
 class AnalysisError(SbmlCmeError):
     """An analysis could not produce a trustworthy answer."""
 
@@ -113,6 +138,7 @@ EXIT_CODES = {
     OptionsError: 2,
     SBMLError: 3,
     InvalidNetworkError: 3,
+    SedmlError: 3,
     AnalysisError: 4,
 }
 

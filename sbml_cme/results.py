@@ -104,6 +104,23 @@ class Displayed:
 
     #: Rows of the table shown in a notebook.
     DISPLAY_ROWS = 10
+    #: Keyword of :func:`~sbml_cme.sedml.export.write_omex` this result fills.
+    OMEX_ROLE = ""
+
+    def to_omex(self, path) -> "Path":
+        """Write this result's experiment as a COMBINE archive: the SBML model, SED-ML L1V4
+        (KiSAO method and parameters, seed, time course, mean/sd data generators,
+        reports, plots), the result table, manifest and metadata (docs/sedml.md).
+        ``sbml-cme run -i`` reproduces it (SSA: bit for bit for the seed)."""
+        # The one import of the SED-ML layer from the core, deferred to this call.
+        from .sedml.export import write_omex
+
+        if getattr(self, "method", self.OMEX_ROLE) not in (self.OMEX_ROLE, "lna"):
+            raise OptionsError(f"to_omex writes SSA, CME, LNA and rate-equation results, "
+                               f"not a {self.method} ensemble")
+        table = self.to_wide() if self.OMEX_ROLE == "deterministic" else self.stats()
+        return write_omex(path, self.network, **{self.OMEX_ROLE: self},
+                          tables={f"{self.OMEX_ROLE}_stats": table})
 
     def _summary(self) -> tuple[str, dict, pd.DataFrame, str]:
         """(title, facts, table, name of the method giving the whole table)."""
@@ -154,6 +171,7 @@ class DeterministicResult(Displayed):
     times: np.ndarray
     counts: np.ndarray
     run_info: dict = field(default_factory=dict)
+    OMEX_ROLE = "deterministic"
 
     def to_wide(self, units: str = "model") -> pd.DataFrame:
         """``time`` plus one column per species and output, in ``units``
@@ -191,6 +209,7 @@ class EnsembleResult(Displayed):
     n_events: np.ndarray
     method: str = "ssa"
     run_info: dict = field(default_factory=dict)
+    OMEX_ROLE = "ssa"
 
     @property
     def n_trajectories(self) -> int:
@@ -278,6 +297,7 @@ class CMEResult(Displayed):
     error_bounds: np.ndarray
     run_info: dict = field(default_factory=dict)
     outputs: tuple = ()
+    OMEX_ROLE = "cme"
 
     @property
     def error_bound(self) -> float:
@@ -408,6 +428,7 @@ class LNAResult(Displayed):
     covariances: np.ndarray
     method: str = "lna"
     run_info: dict = field(default_factory=dict)
+    OMEX_ROLE = "lna"
 
     @property
     def variances(self) -> np.ndarray:

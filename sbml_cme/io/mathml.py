@@ -19,6 +19,7 @@ import sympy
 from ..distributions import make_draw
 from ..errors import InvalidSBMLError, UnsupportedFeatureError
 from ..network import TIME
+from .swig_types import ast_type
 
 #: Value of the ``avogadro`` csymbol fixed by the SBML Level 3 specifications.
 SBML_AVOGADRO_CSYMBOL = 6.02214179e23
@@ -143,7 +144,7 @@ class _Converter:
         return UnsupportedFeatureError(what, self.element_id, hint=hint)
 
     def convert(self, ast, names: dict) -> sympy.Basic:
-        kind = ast.getType()
+        kind = ast_type(ast)
         children = [ast.getChild(i) for i in range(ast.getNumChildren())]
         sub: Callable = lambda node: self.convert(node, names)  # noqa: E731
 
@@ -185,7 +186,7 @@ class _Converter:
                 "kinetic law C*delay(f, tau) into a chain of k memoryless phases "
                 "(docs/delays.md); delay() elsewhere (rules, events) has no stochastic form.")
         if kind == getattr(libsbml, "AST_FUNCTION_RATE_OF", -999):
-            if len(children) != 1 or children[0].getType() != libsbml.AST_NAME:
+            if len(children) != 1 or ast_type(children[0]) != libsbml.AST_NAME:
                 raise self.unsupported("a rateOf csymbol whose argument is not an identifier")
             return RATE_OF(sympy.Symbol(children[0].getName()))
         number = lambda node: _as_number(sub(node))  # noqa: E731

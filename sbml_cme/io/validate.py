@@ -27,6 +27,7 @@ import sympy
 from ..distributions import RandomDraw
 from ..errors import InvalidSBMLError
 from ..network import TIME, Network
+from .swig_types import all_elements, ast_type
 
 #: libsbml consistency errors left to the importer: unit references it resolves or
 #: ignores itself (the SBML test suite has valid cases that libsbml flags, e.g. 00959);
@@ -160,14 +161,14 @@ def _check_law(reaction, ids: set[str]) -> set[str]:
     while stack:
         node = stack.pop()
         stack.extend(node.getChild(i) for i in range(node.getNumChildren()))
-        if node.getType() == libsbml.AST_NAME:
+        if ast_type(node) == libsbml.AST_NAME:
             read.add(node.getName())
-        if node.getType() == libsbml.AST_NAME and node.getName() not in ids | local:
+        if ast_type(node) == libsbml.AST_NAME and node.getName() not in ids | local:
             raise InvalidSBMLError(
                 f"the kinetic law of '{reaction.getId()}' (line {law.getLine()}) uses "
                 f"'{node.getName()}', which is not a species, compartment, parameter or "
                 "reaction of the model")
-        if node.isNumber() and not node.isInteger() and node.getType() != libsbml.AST_RATIONAL:
+        if node.isNumber() and not node.isInteger() and ast_type(node) != libsbml.AST_RATIONAL:
             value = abs(node.getValue())
             if value > MAX_NUMBER or 0 < value < 1 / MAX_NUMBER:
                 raise InvalidSBMLError(
@@ -182,13 +183,11 @@ def _refuse_malformed_math(document: libsbml.SBMLDocument, source: str) -> None:
     an empty ``<math/>``, anywhere in the document, ``comp`` model definitions included:
     libsbml 5.21's consistency check dereferences the missing arguments and crashes the
     process (fuzz mutants of semantic 01145, 01248, 01380)."""
-    elements = document.getListOfAllElements()
-    for index in range(elements.getSize()):
-        element = elements.get(index)
+    for element in all_elements(document):
         math = element.getMath() if hasattr(element, "getMath") else None
         if math is None:
             continue
-        if math.getType() == libsbml.AST_UNKNOWN and math.getNumChildren() == 0:
+        if ast_type(math) == libsbml.AST_UNKNOWN and math.getNumChildren() == 0:
             problem = "an empty <math>"
         else:
             bad = _wrong_arity_node(math)
@@ -213,7 +212,7 @@ def _wrong_arity_node(node: libsbml.ASTNode) -> libsbml.ASTNode | None:
     pending = [node]
     while pending:
         current = pending.pop()
-        if current.getType() not in _DISTRIB_TYPES and not current.hasCorrectNumberArguments():
+        if ast_type(current) not in _DISTRIB_TYPES and not current.hasCorrectNumberArguments():
             return current
         pending.extend(current.getChild(i) for i in range(current.getNumChildren()))
     return None

@@ -114,6 +114,25 @@ class Report:
                 write_annotated_sbml(self.network, self, temporary)
         return paths
 
+    def to_omex(self, path: str | os.PathLike) -> Path:
+        """Write the experiment as a COMBINE archive (docs/sedml.md): the SBML model,
+        SED-ML L1V4 for the rate equations, the SSA ensemble (seed, number of
+        trajectories, mean/sd), the CME and the time-dependent LNA that ran, the result
+        tables, manifest and metadata. ``sbml-cme run -i`` reruns it."""
+        from ..sedml.export import write_omex
+
+        lna = self.results.get("lna")
+        if lna is not None and not np.all(np.isfinite(lna.times)):
+            lna = None  # the stationary LNA is no time course
+        tables = {name: self.tables[name] for name in ("deterministic", "ssa_stats",
+                                                       "crosscheck") if name in self.tables}
+        cme = self.results.get("cme")
+        if cme is not None:
+            tables["cme_stats"] = cme.stats()
+        return write_omex(path, self.network, deterministic=self.results.get("deterministic"),
+                          ssa=self.results.get("ssa"), cme=cme, lna=lna, tables=tables,
+                          read_options=dict(self.run_info.get("read_options") or {}))
+
     def figures(self) -> dict:
         """Matplotlib figures: ``timecourses``, ``marginals``, ``noise``."""
         from . import plots

@@ -122,3 +122,26 @@ def plot_noise(summary: pd.DataFrame):
     fano_ax.legend(fontsize=7)
     figure.tight_layout()
     return figure
+
+
+def plot_curves(title: str, curves: list[dict]):
+    """A SED-ML 2-D plot: each curve ``{"name", "x", "y", "log_x", "log_y"}`` with arrays of
+    the same shape; 2-D arrays (iterations x time) draw one line per iteration."""
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for k, curve in enumerate(curves):
+        x, y = np.atleast_1d(curve["x"]), np.atleast_1d(curve["y"])
+        if x.ndim > 1 or y.ndim > 1:
+            x, y = np.broadcast_arrays(x, y)
+            x = x.reshape(-1, x.shape[-1]).T
+            y = y.reshape(-1, y.shape[-1]).T
+        lines = axes.plot(x, y, color=f"C{k % 10}", lw=1.2)
+        lines[0].set_label(curve["name"])
+        if curve.get("log_x"):
+            axes.set_xscale("log")
+        if curve.get("log_y"):
+            axes.set_yscale("log")
+    axes.set_title(title)
+    if curves:
+        axes.legend(fontsize=8)
+    figure.tight_layout()
+    return figure

@@ -16,6 +16,7 @@ import pytest
 from sbml_cme import (Network, OptionsError, Reaction, Species, read_sbml, read_sbml_string,
                       write_annotated_sbml, write_sbml)
 from sbml_cme.analyses import simulate_deterministic, simulate_ssa, solve_cme
+from sbml_cme.io.swig_types import all_elements
 from sbml_cme.io.sbml_writer import (NAMESPACE, last_time_statistics, read_annotations,
                                      read_options_dict)
 from sbml_cme.network import MassAction
@@ -172,7 +173,7 @@ def test_every_original_element_annotation_and_note_is_kept(case):
 def test_rdf_annotations_still_parse(case):
     original = libsbml.readSBML(str(case["original"])).getModel()
     output = libsbml.readSBML(str(case["output"])).getModel()
-    for element in original.getListOfAllElements():
+    for element in all_elements(original):
         if not element.getId() or element.getNumCVTerms() == 0:
             continue
         kept = output.getElementBySId(element.getId())
