@@ -524,10 +524,15 @@ class LikelihoodProblem:
     tol : float
         FSP leaked-mass tolerance: the state box is grown until every experiment leaks
         at most ``tol`` at the parameters evaluated.
+    adapt_box : bool
+        Also shrink the box when the mass beyond a smaller one is below tol / 100 (for
+        the next evaluation). The gradient is exact for the FSP on the box used; set
+        this False to keep one box (only growing), e.g. for finite-difference checks.
     """
 
     def __init__(self, network: Network, data, parameters, *, experiments=None,
-                 measurement=None, tol: float = 1e-8):
+                 measurement=None, tol: float = 1e-8, adapt_box: bool = True):
+        self.adapt_box = adapt_box
         _check_support(network)
         self.network = network
         self.names = tuple(parameters)
@@ -555,6 +560,7 @@ class LikelihoodProblem:
         self.channels = _Channels(network, self.names)
         self.index = np.array([network.parameter_ids.index(p) for p in self.names], int)
         self._models: dict[str, _FSPModel] = {}
+        self._floors: dict[str, np.ndarray] = {}
         self._kernels: dict = {}
 
     # -- parameters --
@@ -585,18 +591,59 @@ class LikelihoodProblem:
                         i = net.species_index[s]
                         if s not in self.measurement and not net.species[i].fixed:
                             bounds[i] = max(bounds[i], int(g.values[:, c].max()) + 1)
+            self._floors[eid] = np.where(
+                [s.fixed for s in net.species], bounds, 0).astype(np.int64)
+            for g in self.groups:
+                if g.experiment == eid:
+                    for c, s in enumerate(g.species):
+                        i = net.species_index[s]
+                        if s not in self.measurement and not net.species[i].fixed:
+                            self._floors[eid][i] = max(self._floors[eid][i],
+                                                       int(g.values[:, c].max()) + 1)
             model = _FSPModel(net, bounds, x0, self.channels, self.pvec(eid, theta))
             self._models[eid] = model
         return model
 
-    def _grow(self, eid: str, theta, sink_excess) -> None:
+    def _rebuild(self, eid: str, theta, bounds) -> None:
         old = self._models[eid]
-        free = np.array([not s.fixed for s in old.network.species])
-        bounds = old.bounds.copy()
-        bounds[free] = np.ceil(bounds[free] * 1.5 + 10).astype(np.int64)
         self._models[eid] = _FSPModel(old.network, bounds, old.x0, self.channels,
                                       self.pvec(eid, theta))
         self._kernels = {k: v for k, v in self._kernels.items() if k[0] != eid}
+
+    def _grow(self, eid: str, theta, p) -> None:
+        """Enlarge (x1.5 + 10) the bounds of the species whose boundary face holds
+        probability (all free species when none does)."""
+        model = self._models[eid]
+        free = np.array([not s.fixed for s in model.network.species])
+        face = np.array([p[:, :-1][:, model.states[:, i] == model.bounds[i]].sum(axis=1).max()
+                         for i in range(len(free))])
+        grow = free & (face > self.tol / (10 * len(free)))
+        if not grow.any():
+            grow = free
+        bounds = model.bounds.copy()
+        bounds[grow] = np.ceil(bounds[grow] * 1.5 + 10).astype(np.int64)
+        self._rebuild(eid, theta, bounds)
+
+    def _maybe_shrink(self, eid: str, theta, p) -> None:
+        """For the next evaluation, shrink (/1.5) a species' bound when the mass beyond
+        the smaller bound is below tol / 100 at every time (and no exactly observed count
+        lies beyond it): a box grown for distant parameters would slow every later
+        evaluation (uniformization costs grow with the largest exit rate)."""
+        model = self._models[eid]
+        bounds = model.bounds.copy()
+        changed = False
+        for i, s in enumerate(model.network.species):
+            if s.fixed:
+                continue
+            smaller = max(int(self._floors[eid][i]), int(math.ceil(bounds[i] / 1.5)))
+            if smaller >= bounds[i]:
+                continue
+            beyond = p[:, :-1][:, model.states[:, i] > smaller].sum(axis=1).max()
+            if beyond < self.tol / 100:
+                bounds[i] = smaller
+                changed = True
+        if changed:
+            self._rebuild(eid, theta, bounds)
 
     # -- observation kernels --
     def _kernel(self, eid, gi, g: ObservationGroup, model: _FSPModel):
@@ -646,8 +693,10 @@ class LikelihoodProblem:
             p, s = model.propagate(self.pvec(eid, theta), times, derivatives)
             leaked = np.maximum(np.maximum(p[:, -1], 1.0 - p[:, :-1].sum(axis=1)), 0.0)
             if leaked[-1] <= self.tol:
+                if self.adapt_box:
+                    self._maybe_shrink(eid, theta, p)
                 return model, p, s, leaked
-            self._grow(eid, theta, leaked[-1])
+            self._grow(eid, theta, p)
         raise TruncationError(f"experiment '{eid}': the FSP did not reach tol={self.tol:g} "
                               f"(leaked {leaked[-1]:.3g}); widen tol or bound the parameters")
 
