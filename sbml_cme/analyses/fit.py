@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from ..errors import ConvergenceError, OptionsError
+from ..errors import OptionsError
 from ..network import Network
-from .inference import FLOOR, LikelihoodProblem, _design_problem
+from .inference import LikelihoodProblem, _chain_kernel, _design_problem
 
 ESTIMATE_COLUMNS = ["parameter", "estimate", "standard_error", "ci_low", "ci_high",
                     "lower_bound", "upper_bound", "at_bound"]
@@ -80,7 +80,6 @@ class FitResult:
                     marginal = np.bincount(model.states[:, i], weights=p[k, :-1],
                                            minlength=size)
                     if stages:
-                        from .inference import _chain_kernel
                         n_out = size
                         for st in stages:
                             n_out = st.output_size(n_out)

@@ -17,11 +17,13 @@ non-negative kernel applied to ``p``, so ``P_J(y) <= P(y) <= P_J(y) + eps(t) * s
 
 Sensitivities. ``s_k = dp/dtheta_k`` solves ``ds_k/dt = A s_k + (dA/dtheta_k) p``; the
 augmented block-triangular system is exponentiated by uniformization (a compiled
-Poisson series of ``I + M / rate``, exact up to a 1e-17 tail). ``dA/dtheta_k`` is exact: the propensities are
-differentiated symbolically (mass action: ``dc/dtheta * h(x)``).
+Poisson series of ``I + M / rate``, exact up to a 1e-17 tail). ``dA/dtheta_k`` is exact:
+the propensities are differentiated symbolically (mass action: ``dc/dtheta * h(x)``).
 
 All uses of the CME solver's internals sit in :func:`_starting_bounds` (the initial
-truncation box); the state set, the generator and its derivatives are built here.
+truncation box) and :func:`_check_support`; the state set (a box, reachable part), the
+generator and its derivatives are built here, so the solver's state index can change
+freely.
 """
 
 from __future__ import annotations
