@@ -215,19 +215,26 @@ def _maximise(problem: LikelihoodProblem, names, fixed: dict, bounds: dict, star
     return best
 
 
-def _starts(names, bounds, network: Network, n_starts: int, seed, initial=None):
+def _starts(names, bounds, network: Network, n_starts: int, seed, initial=None,
+            log_space: bool = True):
+    """The network's values (or ``initial``; the box centre when outside), then draws
+    uniform in the box (in log space when the fit is)."""
     rng = np.random.default_rng(seed)
     values = dict(zip(network.parameter_ids, network.parameter_values))
     first = {}
     for n in names:
         lo, hi = bounds[n]
         v = (initial or {}).get(n, values[n])
-        first[n] = v if lo <= v <= hi and v > 0 else math.sqrt(lo * hi)
+        centre = math.sqrt(lo * hi) if log_space else 0.5 * (lo + hi)
+        first[n] = v if lo <= v <= hi and (v > 0 or not log_space) else centre
     starts = [first]
     for _ in range(n_starts - 1):
-        starts.append({n: float(np.exp(rng.uniform(math.log(bounds[n][0]),
-                                                   math.log(bounds[n][1]))))
-                       for n in names})
+        if log_space:
+            starts.append({n: float(np.exp(rng.uniform(math.log(bounds[n][0]),
+                                                       math.log(bounds[n][1]))))
+                           for n in names})
+        else:
+            starts.append({n: float(rng.uniform(*bounds[n])) for n in names})
     return starts
 
 
@@ -276,7 +283,7 @@ def fit_cme(network: Network, data, parameters: dict, *, log_space: bool = True,
     names = list(bounds)
     problem = LikelihoodProblem(network, data, names, experiments=experiments,
                                 measurement=measurement, tol=tol)
-    starts = _starts(names, bounds, network, n_starts, seed, initial)
+    starts = _starts(names, bounds, network, n_starts, seed, initial, log_space)
     if client is not None:
         futures = [client.submit(_maximise, problem, names, {}, bounds, [s], log_space,
                                  pure=False) for s in starts]
