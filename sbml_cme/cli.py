@@ -248,6 +248,37 @@ def cmd_run(args) -> int:
     return EXIT_OK
 
 
+def _parameter_boxes(items) -> dict:
+    boxes = {}
+    for item in items or ():
+        name, _, box = item.partition("=")
+        low, _, high = box.partition(":")
+        try:
+            boxes[name] = (float(low), float(high))
+        except ValueError:
+            raise OptionsError(f"--param expects ID=LOW:HIGH, got {item!r}") from None
+    if not boxes:
+        raise OptionsError("sbml-cme fit needs at least one --param ID=LOW:HIGH")
+    return boxes
+
+
+def cmd_fit(args) -> int:
+    from .analyses.fit import fit_cme
+    from .io import read_sbml
+    from .reports.fit_report import write_fit_report
+
+    network = read_sbml(args.model, **_read_options(args))
+    boxes = _parameter_boxes(args.param)
+    data = pd.read_csv(args.data)
+    fit = fit_cme(network, data, boxes, log_space=not args.linear, n_starts=args.starts,
+                  seed=args.seed, tol=args.tol)
+    paths = write_fit_report(fit, args.out, profiles=args.profile or (),
+                             title=f"CME fit of {network.id or args.model}")
+    print(fit.summary())
+    print(f"wrote {len(paths)} files to {args.out}")
+    return EXIT_OK
+
+
 def cmd_batch(args) -> int:
     from .analyses.ensemble import dask_client
     from .reports.batch import run_batch, summary_line
@@ -378,6 +409,20 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--jobs", type=int, default=None, help="threads (default: all cores)")
     run.add_argument("--debug", action="store_true", help="show tracebacks")
     run.set_defaults(function=cmd_run)
+    fit = model_command("fit", cmd_fit, "fit rate constants to single-cell counts by the "
+                                        "exact CME (FSP) likelihood (docs/inference.md)")
+    fit.add_argument("data", help="CSV: time,<species...> one row per cell (n_cells, "
+                                  "experiment optional) or time,species,count,n_cells")
+    fit.add_argument("--param", action="append", metavar="ID=LOW:HIGH",
+                     help="a parameter to fit and its search box (repeatable)")
+    fit.add_argument("--starts", type=int, default=4, help="L-BFGS-B starts (default 4)")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--tol", type=float, default=1e-8, help="FSP leaked-mass tolerance")
+    fit.add_argument("--linear", action="store_true",
+                     help="optimise in natural units (default: log space)")
+    fit.add_argument("--profile", action="append", metavar="ID",
+                     help="also compute this parameter's profile likelihood (repeatable)")
+    fit.add_argument("--out", required=True, metavar="DIR")
     batch = commands.add_parser("batch", help="analyze many models (resumable)")
     batch.add_argument("inputs", nargs="+", metavar="DIR_OR_FILES")
     batch.add_argument("--out", required=True, metavar="DIR")

@@ -145,3 +145,27 @@ def plot_curves(title: str, curves: list[dict]):
         axes.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def plot_fit_histograms(histograms: pd.DataFrame):
+    """Data vs fitted model: one panel per (experiment, time, species) of
+    ``FitResult.histograms()`` (bars: observed fraction of cells; line: model
+    probability)."""
+    keys = list(histograms.groupby(["experiment", "time", "species"], sort=True).groups)
+    keys = keys[:MAX_PANELS]
+    figure, axes = _grid(len(keys))
+    for ax, (experiment, t, species) in zip(axes, keys):
+        rows = histograms[(histograms.experiment == experiment) & (histograms.time == t) &
+                          (histograms.species == species)].sort_values("count")
+        ax.bar(rows["count"], rows["observed_fraction"], width=1.0, color="0.75",
+               label="data")
+        ax.plot(rows["count"], rows["model_probability"], color="tab:orange", lw=1.5,
+                label="fitted CME")
+        label = f"{species}, t={t:g}" + ("" if experiment == "default" else f" ({experiment})")
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("count")
+        ax.set_ylabel("fraction of cells")
+    if keys:
+        axes[0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure

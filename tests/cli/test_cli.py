@@ -198,3 +198,27 @@ def test_analyze_picks_its_horizon_and_an_explicit_t_end_wins(model_file, tmp_pa
     assert float(info["t_end"]) == 2 and info["t_end_reason"] == "given (t_end)"
     assert "horizon" not in set(pd.read_csv(tmp_path / "given" / "steps.csv").step)
     assert pd.read_csv(tmp_path / "given" / "deterministic.csv").time.max() == 2
+
+
+def test_fit_writes_estimates_plots_html_and_sbml(tmp_path, capsys):
+    from sbml_cme import read_sbml, simulate_ssa
+
+    model = REPO / "tests" / "data" / "inference" / "telegraph.xml"
+    network = read_sbml(model)
+    frames = []
+    for i, t in enumerate([1.0, 3.0]):
+        ensemble = simulate_ssa(network, [0.0, t], n_trajectories=300, seed=10 + i)
+        frames.append(pd.DataFrame({"time": t, "M": ensemble.states[:, -1, 2]}))
+    data = tmp_path / "cells.csv"
+    pd.concat(frames).to_csv(data, index=False)
+    out = tmp_path / "fit"
+    code = main(["fit", str(model), str(data), "--param", "kr=1:300", "--param",
+                 "gamma=0.05:20", "--starts", "1", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    estimates = pd.read_csv(out / "estimates.csv")
+    assert estimates.parameter.tolist() == ["kr", "gamma"]
+    for name in ("histograms.csv", "starts.csv", "fit_histograms.png", "report.html",
+                 "fitted.xml"):
+        assert (out / name).exists(), name
+    assert main(["fit", str(model), str(data), "--param", "kr=1-300",
+                 "--out", str(out)]) == 2

@@ -1,0 +1,260 @@
+"""FSP likelihood, sensitivities, Fisher information, fitting and design (issue 16).
+
+Exact references: the birth-death process from 0 molecules is Poisson(lam(t)) with
+lam = k/g (1 - exp(-g t)), so its log-likelihood and Fisher information are closed forms.
+Gradients are checked against central finite differences (step 1e-4 relative: below
+it the round-off of a log-likelihood of ~6e3, ~1e-10, dominates). The
+telegraph fit is a single fixed-seed dataset (the 20-dataset coverage study is
+benchmarks/fit_coverage.py, numbers in docs/inference.md)."""
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sympy
+from scipy import stats
+
+from sbml_cme import (BinomialCapture, DistortionMatrix, Expression, GaussianNoise,
+                      MassAction, Network, Parameter, Reaction, Species, design_experiment,
+                      fisher_information, fit_cme, fsp_log_likelihood, read_sbml,
+                      simulate_ssa, solve_cme)
+from sbml_cme.analyses.inference import LikelihoodProblem
+from sbml_cme.errors import OptionsError, UnsupportedFeatureError
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "inference"
+TRUTH = {"kon": 0.3, "koff": 1.5, "kr": 30.0, "gamma": 1.0}
+TIMES = [0.5, 1.0, 2.0, 4.0]
+
+
+def _law(rid, reactants, products, k):
+    return Reaction(rid, tuple(reactants), tuple(products),
+                    MassAction(sympy.Symbol(k), tuple(reactants)))
+
+
+def telegraph(**values) -> Network:
+    values = {**TRUTH, **values}
+    return Network(
+        species=(Species("G", "cell", 0.0), Species("Goff", "cell", 1.0),
+                 Species("M", "cell", 0.0)),
+        reactions=(_law("on", [("Goff", 1)], [("G", 1)], "kon"),
+                   _law("off", [("G", 1)], [("Goff", 1)], "koff"),
+                   _law("tx", [("G", 1)], [("G", 1), ("M", 1)], "kr"),
+                   _law("deg", [("M", 1)], [], "gamma")),
+        parameters=tuple(Parameter(k, v) for k, v in values.items()))
+
+
+def birth_death(k=10.0, g=1.0, x0=0.0) -> Network:
+    return Network(species=(Species("X", "cell", x0),),
+                   reactions=(_law("make", [], [("X", 1)], "k"),
+                              _law("decay", [("X", 1)], [], "g")),
+                   parameters=(Parameter("k", k), Parameter("g", g)))
+
+
+def snapshot(network, times, n_cells, seed, columns=("M",)):
+    frames = []
+    for i, t in enumerate(times):
+        ensemble = simulate_ssa(network, [0.0, t], n_trajectories=n_cells,
+                                seed=seed * 1000 + i)
+        frames.append(pd.DataFrame({"time": np.full(n_cells, t), **{
+            c: ensemble.states[:, -1, network.species_index[c]] for c in columns}}))
+    return pd.concat(frames, ignore_index=True)
+
+
+@pytest.fixture(scope="module")
+def telegraph_data():
+    return snapshot(telegraph(), TIMES, 1000, 7)
+
+
+def central_difference(problem, theta, k, step=1e-4):
+    h = step * theta[k]
+    up, down = theta.copy(), theta.copy()
+    up[k] += h
+    down[k] -= h
+    return (problem.evaluate(up, gradient=False).loglik -
+            problem.evaluate(down, gradient=False).loglik) / (2 * h)
+
+
+def _lam(k, g, t):
+    return k / g * (1 - np.exp(-g * t))
+
+
+def test_birth_death_loglik_is_the_poisson_law():
+    network = birth_death()
+    data = pd.DataFrame({"time": [0.5, 0.5, 1.0, 3.0, 3.0, 3.0],
+                         "X": [3, 6, 5, 9, 12, 0]})
+    result = fsp_log_likelihood(network, data, {"k": 10.0, "g": 1.0}, gradient=True)
+    lam = _lam(10.0, 1.0, data.time.to_numpy())
+    exact = stats.poisson.logpmf(data.X, lam).sum()
+    assert result.loglik == pytest.approx(exact, abs=1e-9)
+    # the interval certifies the truncation; the series is exact up to round-off
+    assert result.loglik_low - 1e-12 <= exact <= result.loglik_high + 1e-12
+    # d/dk log Pois(x; lam) = (x / lam - 1) dlam/dk, dlam/dk = lam / k
+    assert result.gradient[0] == pytest.approx(((data.X / lam - 1) * lam / 10.0).sum(),
+                                               rel=1e-9)
+
+
+def test_fisher_information_of_birth_death_is_closed_form():
+    network = birth_death()
+    times = [0.5, 1.0, 4.0]
+    fim = fisher_information(network, times, [100, 200, 300], {"k": 10.0, "g": 1.0})
+    t = np.array(times)
+    lam = _lam(10.0, 1.0, t)
+    dk = lam / 10.0
+    dg = -10.0 / 1.0 ** 2 * (1 - np.exp(-t)) + 10.0 * t * np.exp(-t)
+    n = np.array([100, 200, 300])
+    exact = np.array([[np.sum(n * dk * dk / lam), np.sum(n * dk * dg / lam)],
+                      [np.sum(n * dk * dg / lam), np.sum(n * dg * dg / lam)]])
+    np.testing.assert_allclose(fim.to_numpy(), exact, rtol=1e-7)
+
+
+def test_gradient_matches_central_differences(telegraph_data):
+    network = telegraph()
+    names = list(TRUTH)
+    problem = LikelihoodProblem(network, telegraph_data, names, adapt_box=False)
+    theta = np.array([0.35, 1.2, 26.0, 1.1])  # off the optimum: gradients far from 0
+    gradient = problem.evaluate(theta).gradient
+    fd = np.array([central_difference(problem, theta, k) for k in range(4)])
+    np.testing.assert_allclose(gradient, fd, rtol=1e-5)
+
+
+@pytest.mark.parametrize("measurement", [
+    BinomialCapture(0.7),
+    [BinomialCapture(0.8), GaussianNoise(1.5, scale=2.0, offset=1.0)],
+    DistortionMatrix(np.triu(np.full((200, 200), 0.004)) + np.eye(200) * 0.2),
+], ids=["capture", "capture+gaussian", "matrix"])
+def test_gradient_with_measurement_models(measurement):
+    network = telegraph()
+    raw = snapshot(network, [1.0, 3.0], 150, 3)
+    if isinstance(measurement, list):
+        rng = np.random.default_rng(1)
+        raw["M"] = 1.0 + 2.0 * rng.binomial(raw.M.astype(int), 0.8) + \
+            rng.normal(0, 1.5, len(raw))
+    names = ["kon", "kr", "gamma"]
+    problem = LikelihoodProblem(network, raw, names, measurement={"M": measurement},
+                                adapt_box=False)
+    theta = np.array([0.32, 28.0, 1.05])
+    result = problem.evaluate(theta)
+    assert np.isfinite(result.loglik) and result.loglik_low <= result.loglik_high
+    fd = np.array([central_difference(problem, theta, k) for k in range(3)])
+    np.testing.assert_allclose(result.gradient, fd, rtol=1e-5)
+
+
+def test_general_rate_law_gradient():
+    # Hill-repressed production: the derivative of the generator comes from sympy
+    X, k, K = sympy.symbols("X k K")
+    network = Network(species=(Species("X", "cell", 0.0),),
+                      reactions=(Reaction("make", (), (("X", 1),),
+                                          Expression(k * K**2 / (K**2 + X**2))),
+                                 _law("decay", [("X", 1)], [], "g")),
+                      parameters=(Parameter("k", 20.0), Parameter("K", 8.0),
+                                  Parameter("g", 1.0)))
+    data = snapshot(network, [0.5, 2.0], 200, 5, columns=("X",))
+    problem = LikelihoodProblem(network, data, ["k", "K", "g"], adapt_box=False)
+    theta = np.array([18.0, 9.0, 1.1])
+    gradient = problem.evaluate(theta).gradient
+    fd = np.array([central_difference(problem, theta, i) for i in range(3)])
+    np.testing.assert_allclose(gradient, fd, rtol=1e-5)
+
+
+def test_certified_interval_contains_the_converged_value(telegraph_data):
+    network = telegraph()
+    coarse = fsp_log_likelihood(network, telegraph_data, TRUTH, tol=1e-3)
+    fine = fsp_log_likelihood(network, telegraph_data, TRUTH, tol=1e-13)
+    assert coarse.max_leaked <= 1e-3 and coarse.n_states < fine.n_states
+    assert coarse.loglik_low <= fine.loglik <= coarse.loglik_high
+    assert fine.loglik_high - fine.loglik < 1e-6
+
+
+def test_histogram_form_marginals_and_experiments_agree():
+    network = birth_death()
+    cells = pd.DataFrame({"time": [1.0] * 4 + [2.0] * 3, "X": [4, 4, 7, 2, 9, 9, 9]})
+    histogram = pd.DataFrame({"time": [1.0, 1.0, 1.0, 2.0], "species": "X",
+                              "count": [4, 7, 2, 9], "n_cells": [2, 1, 1, 3]})
+    a = fsp_log_likelihood(network, cells, {"k": 10.0})
+    b = fsp_log_likelihood(network, histogram, {"k": 10.0})
+    assert a.loglik == pytest.approx(b.loglik, rel=1e-12)
+    # two experiments, one with another decay rate and initial state: sum of the parts
+    both = pd.concat([cells.assign(experiment="A"), cells.assign(experiment="B")])
+    experiments = {"B": {"parameters": {"g": 2.0}, "initial_counts": {"X": 5}}}
+    joint = fsp_log_likelihood(network, both, {"k": 10.0}, experiments=experiments)
+    other = fsp_log_likelihood(birth_death(g=2.0, x0=5.0), cells, {"k": 10.0})
+    assert joint.loglik == pytest.approx(a.loglik + other.loglik, rel=1e-10)
+    # a species left unmeasured (NaN) is marginalised
+    tele = telegraph()
+    partial = pd.DataFrame({"time": [1.0, 1.0], "G": [1, np.nan], "M": [3, 5]})
+    result = fsp_log_likelihood(tele, partial, TRUTH)
+    cme = solve_cme(tele, [0.0, 1.0], tol=1e-12)
+    states, p = cme.distributions[1]
+    joint_p = p[(states[:, 0] == 1) & (states[:, 2] == 3)].sum()
+    marginal_p = p[states[:, 2] == 5].sum()
+    assert result.loglik == pytest.approx(np.log(joint_p) + np.log(marginal_p), abs=1e-8)
+
+
+def test_unreachable_observations_are_floored_and_counted():
+    network = telegraph()
+    data = pd.DataFrame({"time": [1.0, 1.0], "G": [1, 1], "Goff": [1, 0], "M": [2, 2]})
+    result = fsp_log_likelihood(network, data, TRUTH)  # G + Goff = 1 is conserved
+    assert result.n_floored == 1 and np.isfinite(result.loglik)
+
+
+def test_fit_recovers_the_telegraph_rates(telegraph_data, tmp_path):
+    network = read_sbml(DATA / "telegraph.xml")
+    box = {"kon": (0.01, 10), "koff": (0.01, 100), "kr": (1, 300), "gamma": (0.05, 20)}
+    fit = fit_cme(network, telegraph_data, box, n_starts=2, seed=1)
+    estimates = fit.estimates.set_index("parameter")
+    assert list(fit.estimates.columns[:5]) == ["parameter", "estimate", "standard_error",
+                                               "ci_low", "ci_high"]
+    z = (estimates.estimate - pd.Series(TRUTH)) / estimates.standard_error
+    assert (z.abs() < 3).all(), z
+    assert (estimates.ci_low < estimates.estimate).all()
+    assert (estimates.estimate < estimates.ci_high).all()
+    assert fit.run_info["max_leaked"] <= 1e-8
+    hist = fit.histograms()
+    assert set(hist.time) == set(TIMES)
+    assert hist.groupby("time").observed_fraction.sum().round(12).eq(1).all()
+    # the exported SBML re-imports with the fitted values and the same distributions
+    path = fit.to_sbml(tmp_path / "fitted.xml")
+    again = read_sbml(path)
+    values = dict(zip(again.parameter_ids, again.parameter_values))
+    for name, value in fit.values.items():
+        assert values[name] == pytest.approx(value, rel=1e-12)
+    p1 = solve_cme(again, [0.0, 2.0], tol=1e-10).distributions[1][1]
+    p2 = solve_cme(fit.network, [0.0, 2.0], tol=1e-10).distributions[1][1]
+    np.testing.assert_allclose(p1, p2, atol=1e-12)
+    assert "sbmlcme:fit" in path.read_text()
+    # the profile is maximal at the estimate
+    profile = fit.profile("kon", n_points=3, width=2.0)
+    assert profile.delta_deviance.iloc[1] == pytest.approx(0, abs=1e-4)
+    assert (profile.delta_deviance.iloc[[0, 2]] > 1).all()
+
+
+def test_design_prefers_informative_times():
+    # birth-death, k only: the per-cell information lam(t)/k^2 grows with t
+    network = birth_death()
+    design = design_experiment(network, [0.2, 0.5, 1.0, 3.0], 1000, {"k": 10.0})
+    assert design.allocation.set_index("time").n_cells.to_dict() == {
+        0.2: 0, 0.5: 0, 1.0: 0, 3.0: 1000}
+    assert design.log_det >= design.uniform_log_det
+    lam = _lam(10.0, 1.0, 3.0)
+    assert design.expected_errors.standard_error[0] == pytest.approx(
+        np.sqrt(10.0**2 / (1000 * lam)), rel=1e-6)
+    # telegraph, mRNA only: the chosen design is at least as good as the uniform one
+    tele = design_experiment(telegraph(), np.linspace(0.5, 6, 12), 4000, TRUTH,
+                             observed=["M"], n_times=4)
+    assert (tele.allocation.n_cells > 0).sum() <= 4
+    assert tele.allocation.n_cells.sum() == 4000
+    assert tele.log_det >= tele.uniform_log_det
+
+
+def test_errors_name_the_problem():
+    network = birth_death()
+    with pytest.raises(OptionsError, match="not species"):
+        fsp_log_likelihood(network, pd.DataFrame({"time": [1.0], "Y": [1]}), {"k": 1.0})
+    with pytest.raises(OptionsError, match="unknown parameter"):
+        fsp_log_likelihood(network, pd.DataFrame({"time": [1.0], "X": [1]}), {"q": 1.0})
+    with pytest.raises(OptionsError, match="bounds"):
+        fit_cme(network, pd.DataFrame({"time": [1.0], "X": [1]}), {"k": (0.0, 1.0)})
+    bursty = network.with_burst("make", "X", mean=3.0)
+    with pytest.raises(UnsupportedFeatureError):
+        fsp_log_likelihood(bursty, pd.DataFrame({"time": [1.0], "X": [1]}), {"k": 1.0})
