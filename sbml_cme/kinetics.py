@@ -388,7 +388,10 @@ def all_propensities(data, x, p, t, deterministic, out):
 @numba.njit(cache=True)
 def net_rates(data, x, p, t, n_species, rates, dxdt):
     """Deterministic rate equations in counts: dxdt = S a(x), shape (n_species,)."""
-    all_propensities(data, x, p, t, True, rates)
+    # bool(True), not True: numba compiles a separate specialisation of a jitted callee
+    # for each literal argument (Literal[bool](True) besides bool), which doubled the
+    # compile time of the propensity kernels on a cold start.
+    all_propensities(data, x, p, t, bool(True), rates)
     for i in range(n_species):
         dxdt[i] = 0.0
     for j in range(rates.shape[0]):

@@ -25,10 +25,10 @@ import math
 import os
 import warnings
 import time as wallclock
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError, WorkLimitError
 from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
@@ -140,7 +140,7 @@ def _draw_group(data, random, group, x, p, t, stack, state):
 @numba.njit(cache=True)
 def _draw_parameters(data, random, x, p, t, stack, state):
     """Draw the per-trajectory parameters (distrib initial assignments)."""
-    status = _draw_group(data, random, 0, x, p, t, stack, state)
+    status = _draw_group(data, random, int(0), x, p, t, stack, state)  # non-literal 0
     if status != _OK:
         return status
     for i in range(random.initial_target.shape[0]):
@@ -286,7 +286,7 @@ def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
         if laws != 0 and data.kind[j] == 1:
             a[j] = call_law(laws, j, x, p, t)
         else:
-            a[j] = channel_propensity(data, j, x, p, t, False, stack)
+            a[j] = channel_propensity(data, j, x, p, t, bool(False), stack)  # non-literal: see kinetics.net_rates
         if not (a[j] >= 0.0):
             return j
     if use_tree:
@@ -333,7 +333,7 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     pending_time = np.empty(_PENDING_CAPACITY)
     pending_event = np.empty(_PENDING_CAPACITY, dtype=np.int64)
     pending_values = np.empty((_PENDING_CAPACITY, max_assignments))
-    n_pending = 0
+    n_pending = int(0)  # not a literal: one _process_events specialisation
     trigger_state = np.empty(n_events, dtype=np.bool_)
     for e in range(n_events):
         trigger_state[e] = flags[e, 1]
@@ -549,45 +549,27 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     return _OK, n_fired, -1, t
 
 
-@numba.njit(cache=True)
-def _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                    assignment_is_species, assignment_program, output_program, thresholds, random,
-                    laws, x0, p0, times, states, use_tree, out, report, i, max_fired):
-    """Trajectory ``i`` of a block into ``out[i]``; ``report[i]`` gets (status, n_fired,
-    failing index, failure time)."""
-    status, fired, index, when = _trajectory(
-        data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-        assignment_is_species, assignment_program, output_program, thresholds, random,
-        laws, x0, p0, times, states[i], use_tree, out[i], max_fired)
-    report[i, 0] = status
-    report[i, 1] = fired
-    report[i, 2] = index
-    report[i, 3] = when
-
-
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
               assignment_is_species, assignment_program, output_program, thresholds, random,
               laws, x0, p0, times, states, use_tree, out, report, max_fired):
-    """Run ``states.shape[0]`` trajectories in parallel (see :func:`_run_trajectory`)."""
-    for i in prange(states.shape[0]):
-        _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
-                        assignment_target, assignment_is_species, assignment_program,
-                        output_program, thresholds, random, laws, x0, p0, times, states,
-                        use_tree, out, report, i, max_fired)
+    """Run ``states.shape[0]`` trajectories one after the other, trajectory ``i`` into
+    ``out[i]``, with ``report[i]`` = (status, n_fired, failing index, failure time).
 
-
-@numba.njit(cache=True)
-def _ensemble_serial(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                     assignment_is_species, assignment_program, output_program, thresholds, random,
-                     laws, x0, p0, times, states, use_tree, out, report, max_fired):
-    """:func:`_ensemble` on the calling thread only, for Dask tasks where numba's threading
-    layer is not thread-safe (see ``ensemble.task_may_use_parallel_kernel``)."""
+    Serial and ``nogil``: :func:`run_block` runs slices of a block on Python threads.
+    One plain kernel instead of a ``parallel=True`` one and a per-trajectory wrapper
+    halves the first compilation (each numba layer re-optimises and re-emits all the
+    code below it; docs/performance.md, cold start).
+    """
     for i in range(states.shape[0]):
-        _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
-                        assignment_target, assignment_is_species, assignment_program,
-                        output_program, thresholds, random, laws, x0, p0, times, states,
-                        use_tree, out, report, i, max_fired)
+        status, fired, index, when = _trajectory(
+            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+            assignment_is_species, assignment_program, output_program, thresholds, random,
+            laws, x0, p0, times, states[i], use_tree, out[i], max_fired)
+        report[i, 0] = status
+        report[i, 1] = fired
+        report[i, 2] = index
+        report[i, 3] = when
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -864,15 +846,30 @@ def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, max_fired, stre
 def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report,
               max_fired: float = MAX_EVENTS, parallel: bool = True):
     """Run trajectories with the given streams into ``out``/``report`` (views), each
-    stopped after ``max_fired`` reactions; on numba's threads, or on the calling thread
-    only when not ``parallel``."""
-    kernel = _ensemble if parallel else _ensemble_serial
-    kernel(compiled.data, compiled.event_trigger, compiled.event_delay,
-           compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
-           compiled.assignment_target, compiled.assignment_is_species,
-           compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
-           compiled.random, law_address(compiled), x0, _parameters_with_slots(compiled),
-           times, streams.copy(), bool(method_code), out, report, float(max_fired))
+    stopped after ``max_fired`` reactions; split over ``numba.get_num_threads()`` Python
+    threads (the kernel releases the GIL), or on the calling thread only when not
+    ``parallel``. Every trajectory owns its stream, so the split cannot change the numbers.
+    """
+    arguments = (compiled.data, compiled.event_trigger, compiled.event_delay,
+                 compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
+                 compiled.assignment_target, compiled.assignment_is_species,
+                 compiled.assignment_program, compiled.output_program,
+                 compiled.time_thresholds, compiled.random, law_address(compiled), x0,
+                 _parameters_with_slots(compiled), times)
+    streams = streams.copy()
+    threads = min(numba.get_num_threads() if parallel else 1, len(streams))
+
+    def run(start, stop):
+        _ensemble(*arguments, streams[start:stop], bool(method_code), out[start:stop],
+                  report[start:stop], float(max_fired))
+
+    if threads <= 1:
+        run(0, len(streams))
+        return
+    cuts = np.linspace(0, len(streams), threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(run, a, b) for a, b in zip(cuts[:-1], cuts[1:])]:
+            future.result()
 
 
 def _parameters_with_slots(compiled: CompiledNetwork) -> np.ndarray:
