@@ -291,7 +291,8 @@ def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
             return j
     if use_tree:
         tree[:] = 0.0
-        tree[leaves:leaves + a.shape[0]] = a
+        for j in range(a.shape[0]):  # a loop, not a slice copy: see _record
+            tree[leaves + j] = a[j]
         for i in range(leaves - 1, 0, -1):
             tree[i] = tree[2 * i] + tree[2 * i + 1]
     return -1
@@ -300,11 +301,15 @@ def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
 @numba.njit(cache=True)
 def _record(data, output_program, x, p, t, row):
     n = x.shape[0]
-    row[:n] = x
-    if output_program.shape[0] > 0:
-        stack = np.empty(data.stack_size)
-        for k in range(output_program.shape[0]):
-            row[n + k] = _evaluate(data, output_program, k, x, p, t, stack)
+    # A loop, not ``row[:n] = x``: an array-to-slice copy makes numba compile its
+    # shape-mismatch error message (string formatting), seconds of a cold start.
+    for i in range(n):
+        row[i] = x[i]
+    if output_program is not None:  # None: no outputs (numba prunes the branch)
+        if output_program.shape[0] > 0:
+            stack = np.empty(data.stack_size)
+            for k in range(output_program.shape[0]):
+                row[n + k] = _evaluate(data, output_program, k, x, p, t, stack)
 
 
 @numba.njit(cache=True)
@@ -315,11 +320,19 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     with ``_EVENT_BUDGET`` once more than ``max_fired`` reactions have fired.
 
     Returns (status, n_fired, failing channel or species, failure time).
+
+    ``trigger`` is None for a network without events, ``random`` None for one without
+    events, draws, clocks or crossings, ``output_program`` None without outputs: numba
+    prunes the ``is None`` branches at compile time, so the plain specialisation (most
+    networks) compiles none of the event, draw and crossing machinery (cold start,
+    docs/performance.md). The code run is otherwise the same.
     """
     x = x0.copy()
     p = p0.copy()
     n_channels = data.kind.shape[0]
-    n_events = trigger.shape[0]
+    n_events = 0
+    if trigger is not None:
+        n_events = trigger.shape[0]
     a = np.zeros(n_channels)
     leaves = 1
     while leaves < max(n_channels, 1):
@@ -327,34 +340,40 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     tree = np.zeros(2 * leaves if use_tree else 1)
     stack = np.empty(data.stack_size)
     max_assignments = 1
-    for e in range(n_events):
-        max_assignments = max(max_assignments, assignment_ptr[e + 1] - assignment_ptr[e])
+    if trigger is not None:
+        for e in range(n_events):
+            max_assignments = max(max_assignments, assignment_ptr[e + 1] - assignment_ptr[e])
     values = np.empty(max_assignments)
     pending_time = np.empty(_PENDING_CAPACITY)
     pending_event = np.empty(_PENDING_CAPACITY, dtype=np.int64)
     pending_values = np.empty((_PENDING_CAPACITY, max_assignments))
     n_pending = int(0)  # not a literal: one _process_events specialisation
     trigger_state = np.empty(n_events, dtype=np.bool_)
-    for e in range(n_events):
-        trigger_state[e] = flags[e, 1]
+    if trigger is not None:
+        for e in range(n_events):
+            trigger_state[e] = flags[e, 1]
     t = times[0]
     t_end = times[-1]
     n_fired = 0
     threshold_index = 0
     while threshold_index < thresholds.shape[0] and thresholds[threshold_index] < t:
         threshold_index += 1
-    if random.initial_target.shape[0] > 0:
-        status = _draw_parameters(data, random, x, p, t, stack, state)
-        if status != _OK:
-            return status, n_fired, -1, t
-    n_crossings = random.crossing_clock.shape[0]
-    if n_events > 0:
-        status, changed, n_pending = _process_events(
-            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-            assignment_is_species, assignment_program, x, p, t, t, trigger_state,
-            pending_time, pending_event, pending_values, n_pending, stack, values, random, state)
-        if status != _OK:
-            return status, n_fired, -1, t
+    n_crossings = 0
+    if random is not None:
+        if random.initial_target.shape[0] > 0:
+            status = _draw_parameters(data, random, x, p, t, stack, state)
+            if status != _OK:
+                return status, n_fired, -1, t
+        n_crossings = random.crossing_clock.shape[0]
+    if trigger is not None:
+        if n_events > 0:
+            status, changed, n_pending = _process_events(
+                data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                assignment_is_species, assignment_program, x, p, t, t, trigger_state,
+                pending_time, pending_event, pending_values, n_pending, stack, values,
+                random, state)
+            if status != _OK:
+                return status, n_fired, -1, t
     bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
     if bad >= 0:
         return _NEGATIVE_PROPENSITY, n_fired, bad, t
@@ -380,8 +399,12 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     dependents = data.dependents
     burst_species = data.burst_species
     n_thresholds = thresholds.shape[0]
-    clock_index = random.clock_index
-    clock_rate = random.clock_rate
+    if random is not None:
+        clock_index = random.clock_index
+        clock_rate = random.clock_rate
+    else:
+        clock_index = np.empty(0, dtype=np.int64)
+        clock_rate = np.empty(0)
     n_clocks = clock_index.shape[0]
     s0 = state[0]
     s1 = state[1]
@@ -412,31 +435,35 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
         for i in range(n_pending):
             t_discrete = min(t_discrete, pending_time[i])
         crossing = -1
-        if n_crossings > 0:
-            t_crossing, crossing = _next_crossing(data, random, x, p, t, stack)
-            if t_crossing < t_discrete:
-                t_discrete = t_crossing
-            else:
-                crossing = -1
+        if random is not None:
+            if n_crossings > 0:
+                t_crossing, crossing = _next_crossing(data, random, x, p, t, stack)
+                if t_crossing < t_discrete:
+                    t_discrete = t_crossing
+                else:
+                    crossing = -1
         if t_discrete <= t_next and t_discrete <= t_end:
             # Memoryless: advance to the discrete time and discard the sampled tau.
             while k < n_times and times[k] < t_discrete:
                 _record(data, output_program, x, p, times[k], out[k])
                 k += 1
-            _advance_clocks(random, p, t_discrete - t)
+            if random is not None:
+                _advance_clocks(random, p, t_discrete - t)
             t = t_discrete
-            if crossing >= 0:
-                _reach_crossing(data, random, crossing, x, p, t, stack)
+            if random is not None:
+                if crossing >= 0:
+                    _reach_crossing(data, random, crossing, x, p, t, stack)
             while threshold_index < thresholds.shape[0] and thresholds[threshold_index] <= t:
                 threshold_index += 1
-            for t_check in (t, np.nextafter(t, math.inf)):
-                status, changed, n_pending = _process_events(
-                    data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                    assignment_is_species, assignment_program, x, p, t, t_check,
-                    trigger_state, pending_time, pending_event, pending_values, n_pending,
-                    stack, values, random, state)
-                if status != _OK:
-                    return status, n_fired, -1, t
+            if trigger is not None:
+                for t_check in (t, np.nextafter(t, math.inf)):
+                    status, changed, n_pending = _process_events(
+                        data, trigger, delay, priority, flags, assignment_ptr,
+                        assignment_target, assignment_is_species, assignment_program, x, p,
+                        t, t_check, trigger_state, pending_time, pending_event,
+                        pending_values, n_pending, stack, values, random, state)
+                    if status != _OK:
+                        return status, n_fired, -1, t
             s0 = state[0]  # event assignments may have drawn from the stream
             s1 = state[1]
             s2 = state[2]
@@ -531,21 +558,23 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
                 while i >= 1:
                     tree[i] = tree[2 * i] + tree[2 * i + 1]
                     i //= 2
-        if n_events > 0:
-            status, changed, n_pending = _process_events(
-                data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                assignment_is_species, assignment_program, x, p, t, t, trigger_state,
-                pending_time, pending_event, pending_values, n_pending, stack, values, random, state)
-            if status != _OK:
-                return status, n_fired, -1, t
-            s0 = state[0]  # event assignments may have drawn from the stream
-            s1 = state[1]
-            s2 = state[2]
-            s3 = state[3]
-            if changed:
-                bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
-                if bad >= 0:
-                    return _NEGATIVE_PROPENSITY, n_fired, bad, t
+        if trigger is not None:
+            if n_events > 0:
+                status, changed, n_pending = _process_events(
+                    data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                    assignment_is_species, assignment_program, x, p, t, t, trigger_state,
+                    pending_time, pending_event, pending_values, n_pending, stack, values,
+                    random, state)
+                if status != _OK:
+                    return status, n_fired, -1, t
+                s0 = state[0]  # event assignments may have drawn from the stream
+                s1 = state[1]
+                s2 = state[2]
+                s3 = state[3]
+                if changed:
+                    bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
+                    if bad >= 0:
+                        return _NEGATIVE_PROPENSITY, n_fired, bad, t
     return _OK, n_fired, -1, t
 
 
@@ -850,12 +879,15 @@ def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, r
     threads (the kernel releases the GIL), or on the calling thread only when not
     ``parallel``. Every trajectory owns its stream, so the split cannot change the numbers.
     """
-    arguments = (compiled.data, compiled.event_trigger, compiled.event_delay,
-                 compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
-                 compiled.assignment_target, compiled.assignment_is_species,
-                 compiled.assignment_program, compiled.output_program,
-                 compiled.time_thresholds, compiled.random, law_address(compiled), x0,
-                 _parameters_with_slots(compiled), times)
+    has_events = len(compiled.event_trigger) > 0
+    arguments = (compiled.data, compiled.event_trigger if has_events else None,
+                 compiled.event_delay, compiled.event_priority, compiled.event_flags,
+                 compiled.assignment_ptr, compiled.assignment_target,
+                 compiled.assignment_is_species, compiled.assignment_program,
+                 compiled.output_program if len(compiled.output_program) else None,
+                 compiled.time_thresholds,
+                 compiled.random if has_events or uses_random(compiled.random) else None,
+                 law_address(compiled), x0, _parameters_with_slots(compiled), times)
     streams = streams.copy()
     threads = min(numba.get_num_threads() if parallel else 1, len(streams))
 
@@ -870,6 +902,12 @@ def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, r
     with ThreadPoolExecutor(threads) as pool:
         for future in [pool.submit(run, a, b) for a, b in zip(cuts[:-1], cuts[1:])]:
             future.result()
+
+
+def uses_random(random) -> bool:
+    """True when a network's RandomData has draws, clocks or clock crossings."""
+    return bool(random.draw_ptr[-1] > 0 or len(random.initial_target)
+                or len(random.clock_index) or len(random.crossing_clock))
 
 
 def _parameters_with_slots(compiled: CompiledNetwork) -> np.ndarray:
