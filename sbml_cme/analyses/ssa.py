@@ -690,6 +690,27 @@ def choose_method(compiled: CompiledNetwork) -> tuple[str, str]:
                     f"{AUTO_TREE_FACTOR * n_channels:.3g}")
 
 
+def pending_compilation(network: Network | None = None) -> list[str]:
+    """The numba kernels that the next ``simulate_ssa`` (default path) would compile
+    rather than load from numba's disk cache (missing or stale: a new install, a new numba
+    or changed sources), and ``"general laws of <id>"`` when ``network``'s compiled laws
+    (:mod:`sbml_cme.lawgen`) are not cached. Empty when the call starts at once."""
+    from ..kinetics import all_propensities, net_rates
+    from ..lawgen import laws_cached
+
+    pending = []
+    for kernel in (_ensemble, all_propensities, net_rates):
+        try:
+            cached = bool(kernel._cache._cache_file._load_index())
+        except Exception:  # noqa: BLE001 -- numba internals moved: say nothing is cached
+            cached = False
+        if not cached and not kernel.signatures:
+            pending.append(f"{kernel.py_func.__module__}.{kernel.py_func.__name__}")
+    if network is not None and not laws_cached(compile_network(network, random_draws=True)):
+        pending.append(f"general laws of {network.id or 'the model'}")
+    return pending
+
+
 def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: int | None = None,
                  method: str = "auto", n_jobs: int | None = None,
                  progress: bool = False, client=None, outputs=None,
