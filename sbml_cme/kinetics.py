@@ -378,6 +378,24 @@ def channel_propensity(data, j, x, p, t, deterministic, stack):
 
 
 @numba.njit(cache=True)
+def mass_action_propensity(data, j, x):
+    """Propensity of mass-action channel ``j`` (kind 0 or 2) at counts ``x``: what
+    :func:`channel_propensity` returns for it (not deterministic), without the bytecode
+    interpreter, for kernels that must not compile it (cold start)."""
+    value = data.rate_constant[j]
+    for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
+        n = x[data.reactant_species[k]]
+        order = data.reactant_order[k]
+        if not data.falling[j]:
+            for _ in range(order):
+                value *= n
+        else:
+            for i in range(order):
+                value *= max(n - i, 0.0)
+    return value
+
+
+@numba.njit(cache=True)
 def all_propensities(data, x, p, t, deterministic, out):
     """Fill ``out`` (n_channels,) with every channel's propensity."""
     stack = np.empty(data.stack_size)

@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError, WorkLimitError
 from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
-                        compile_network, refuse_continuous, run_program,
+                        compile_network, mass_action_propensity, refuse_continuous, run_program,
                         with_trigger_crossings)
 from ..lawgen import call_law, law_address
 from ..network import Network
@@ -283,10 +283,13 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
 @numba.njit(cache=True)
 def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
     for j in range(a.shape[0]):
-        if laws != 0 and data.kind[j] == 1:
-            a[j] = call_law(laws, j, x, p, t)
-        else:
-            a[j] = channel_propensity(data, j, x, p, t, bool(False), stack)  # non-literal: see kinetics.net_rates
+        if laws is not None:
+            if laws != 0 and data.kind[j] == 1:
+                a[j] = call_law(laws, j, x, p, t)
+            else:  # bool(False), not False: one specialisation (see kinetics.net_rates)
+                a[j] = channel_propensity(data, j, x, p, t, bool(False), stack)
+        else:  # no general channel: numba prunes the interpreter (see _trajectory)
+            a[j] = mass_action_propensity(data, j, x)
         if not (a[j] >= 0.0):
             return j
     if use_tree:
@@ -321,7 +324,8 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
 
     Returns (status, n_fired, failing channel or species, failure time).
 
-    ``trigger`` is None for a network without events, ``random`` None for one without
+    ``laws`` (the address of the compiled general laws, 0 for the interpreter) is None
+    for a network without general channels, ``trigger`` None for one without events, ``random`` None for one without
     events, draws, clocks or crossings, ``output_program`` None without outputs: numba
     prunes the ``is None`` branches at compile time, so the plain specialisation (most
     networks) compiles none of the event, draw and crossing machinery (cold start,
@@ -531,13 +535,17 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
         for q in range(dependents_ptr[j], dependents_ptr[j + 1]):
             d = dependents[q]
             # = channel_propensity(data, d, x, p, t, False, stack), inlined
-            if kind[d] == 1:
-                if laws != 0:  # the network's compiled general laws (sbml_cme.lawgen)
-                    value = call_law(laws, d, x, p, t)
-                else:
-                    value = run_program(ops, args, constants, program_start[d],
-                                        program_end[d], x, p, t, stack)
-            else:
+            mass_action = True
+            value = 0.0
+            if laws is not None:  # None: no general channel (pruned at compile time)
+                if kind[d] == 1:
+                    mass_action = False
+                    if laws != 0:  # the network's compiled general laws (sbml_cme.lawgen)
+                        value = call_law(laws, d, x, p, t)
+                    else:
+                        value = run_program(ops, args, constants, program_start[d],
+                                            program_end[d], x, p, t, stack)
+            if mass_action:
                 value = rate_constant[d]
                 for m in range(reactant_ptr[d], reactant_ptr[d + 1]):
                     n = x[reactant_species[m]]
@@ -908,7 +916,8 @@ def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, r
                  compiled.output_program if len(compiled.output_program) else None,
                  compiled.time_thresholds,
                  compiled.random if has_events or uses_random(compiled.random) else None,
-                 law_address(compiled), x0, _parameters_with_slots(compiled), times)
+                 law_address(compiled) if np.any(compiled.data.kind == 1) else None, x0,
+                 _parameters_with_slots(compiled), times)
     streams = streams.copy()
     threads = min(numba.get_num_threads() if parallel else 1, len(streams))
 
