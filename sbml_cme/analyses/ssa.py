@@ -51,7 +51,9 @@ METHODS = {"direct": 0, "tree": 1}
 #: path per update). benchmarks/ssa_method_crossover.py measured 31 networks of 2 to 5000
 #: channels and fan-out 1 to 1250, twice: least squares c_sum / c_tree = 0.68 and 0.52;
 #: with 0.5 the rule never lost more than 1.18x against the faster method (the misses are
-#: networks of about 100 channels, where the two are within 20 %); docs/performance.md.
+#: networks of about 100 channels, where the two are within 20 %). Rerun with compiled
+#: general laws (issue 17): fitted 0.58, all 27 cases right for 0.34 to 0.64;
+#: docs/performance.md.
 AUTO_TREE_FACTOR = 0.5
 
 # Status codes returned by the kernel.
