@@ -70,6 +70,7 @@ def _write(frame: pd.DataFrame, path: str | None) -> None:
 
 
 def cmd_info(args) -> int:
+    from .analyses.ssa import pending_compilation
     from .io import read_sbml
     from .kinetics import compile_network
 
@@ -90,6 +91,7 @@ def cmd_info(args) -> int:
     for note in network.notes:
         print(f"note: {note}")
     largest = max((s.initial_count for s in network.species), default=0.0)
+    pending = pending_compilation(network)  # before the propensities below compile some
     rates = compile_network(network).propensities(network.initial_counts)
     if largest > LARGE_COUNT:
         print(f"warning: initial copy numbers up to {largest:.3g} molecules: exact "
@@ -102,6 +104,11 @@ def cmd_info(args) -> int:
               f"{' ...' if len(fractional) > 5 else ''} are not whole numbers of molecules; "
               "the SSA and the CME round them to the nearest whole number.")
     print(f"initial total propensity: {np.sum(rates):.6g} events per time unit")
+    if pending:
+        print(f"note: compile pending: the first simulation compiles {', '.join(pending)} "
+              "(numba's disk cache is empty or stale; a few seconds once, then cached)")
+    else:
+        print("kernels: compiled and cached (the first simulation starts at once)")
     return EXIT_OK
 
 

@@ -378,6 +378,24 @@ def channel_propensity(data, j, x, p, t, deterministic, stack):
 
 
 @numba.njit(cache=True)
+def mass_action_propensity(data, j, x):
+    """Propensity of mass-action channel ``j`` (kind 0 or 2) at counts ``x``: what
+    :func:`channel_propensity` returns for it (not deterministic), without the bytecode
+    interpreter, for kernels that must not compile it (cold start)."""
+    value = data.rate_constant[j]
+    for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
+        n = x[data.reactant_species[k]]
+        order = data.reactant_order[k]
+        if not data.falling[j]:
+            for _ in range(order):
+                value *= n
+        else:
+            for i in range(order):
+                value *= max(n - i, 0.0)
+    return value
+
+
+@numba.njit(cache=True)
 def all_propensities(data, x, p, t, deterministic, out):
     """Fill ``out`` (n_channels,) with every channel's propensity."""
     stack = np.empty(data.stack_size)
@@ -388,7 +406,10 @@ def all_propensities(data, x, p, t, deterministic, out):
 @numba.njit(cache=True)
 def net_rates(data, x, p, t, n_species, rates, dxdt):
     """Deterministic rate equations in counts: dxdt = S a(x), shape (n_species,)."""
-    all_propensities(data, x, p, t, True, rates)
+    # bool(True), not True: numba compiles a separate specialisation of a jitted callee
+    # for each literal argument (Literal[bool](True) besides bool), which doubled the
+    # compile time of the propensity kernels on a cold start.
+    all_propensities(data, x, p, t, bool(True), rates)
     for i in range(n_species):
         dxdt[i] = 0.0
     for j in range(rates.shape[0]):

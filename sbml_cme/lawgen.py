@@ -332,6 +332,27 @@ def _build(compiled) -> int:
     return int(callback.address)
 
 
+def laws_cached(compiled) -> bool:
+    """False when the next :func:`law_address` of ``compiled`` generates or compiles its
+    law module (no generated module, or no numba cache of it, under
+    :func:`cache_directory` or ``NUMBA_CACHE_DIR``); True when it loads from disk or
+    needs no module. Used by ``sbml-cme info`` to say a compile is pending."""
+    if os.environ.get("SBML_CME_INTERPRETER") == "1" or id(compiled.data.kind) in _ADDRESSES:
+        return True
+    source = law_source(compiled)
+    if source is None:
+        return True
+    digest = hashlib.sha256((_generator_key() + source).encode()).hexdigest()[:20]
+    name = f"sbml_cme_laws_{digest}"
+    if name in _LOADED:
+        return True
+    if not (cache_directory() / f"{name}.py").exists():
+        return False
+    roots = [cache_directory()] + ([Path(numba.config.CACHE_DIR)]
+                                   if numba.config.CACHE_DIR else [])
+    return any(any(root.rglob(f"{name}.law-*.nbi")) for root in roots if root.exists())
+
+
 def compare_with_interpreter(compiled, states: np.ndarray, parameters: np.ndarray,
                              time: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """(callback values, interpreter values), each (n_states, n_general), of the general

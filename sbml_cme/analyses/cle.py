@@ -94,7 +94,7 @@ def _clipped_propensities(data, x, work, p, t, stack, a):
     for i in range(x.shape[0]):
         work[i] = max(x[i], 0.0)
     for j in range(a.shape[0]):
-        a[j] = channel_propensity(data, j, work, p, t, True, stack)
+        a[j] = channel_propensity(data, j, work, p, t, bool(True), stack)  # non-literal
         if not (a[j] >= 0.0):
             return j
     return -1
@@ -107,7 +107,7 @@ def _shifted_root(data, j, r, sign, scale, base, work, p, t, stack):
     for q in range(data.change_ptr[r], data.change_ptr[r + 1]):
         species = data.change_species[q]
         work[species] = max(base[species] + sign * scale * data.change_amount[q], 0.0)
-    value = channel_propensity(data, j, work, p, t, True, stack)
+    value = channel_propensity(data, j, work, p, t, bool(True), stack)
     for q in range(data.change_ptr[r], data.change_ptr[r + 1]):
         species = data.change_species[q]
         work[species] = max(base[species], 0.0)

@@ -73,7 +73,7 @@ def _program_block(data: KernelData, channels, states, p, t, out, start, end):
         for k in range(states.shape[1]):
             x[k] = states[i, k]
         for j in channels:
-            out[i, j] = channel_propensity(data, j, x, p, t, False, stack)
+            out[i, j] = channel_propensity(data, j, x, p, t, bool(False), stack)  # non-literal
 
 
 @numba.njit(cache=True, parallel=True)
@@ -404,7 +404,7 @@ def _breadth_first(data: KernelData, sources, change, lower, limit, key_species,
                 active = False
                 for sample in range(sample_times.shape[0]):
                     if channel_propensity(data, j, x, parameters[sample], sample_times[sample],
-                                          False, stack) > 0:
+                                          bool(False), stack) > 0:
                         active = True
                         break
             if not active:

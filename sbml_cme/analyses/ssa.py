@@ -25,14 +25,14 @@ import math
 import os
 import warnings
 import time as wallclock
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 import numpy as np
-from numba import prange
 
 from ..errors import AnalysisError, OptionsError, UnsupportedFeatureError, WorkLimitError
 from ..kinetics import (CompiledNetwork, channel_propensity, check_time_in_triggers,
-                        compile_network, refuse_continuous, run_program,
+                        compile_network, mass_action_propensity, refuse_continuous, run_program,
                         with_trigger_crossings)
 from ..lawgen import call_law, law_address
 from ..network import Network
@@ -51,7 +51,9 @@ METHODS = {"direct": 0, "tree": 1}
 #: path per update). benchmarks/ssa_method_crossover.py measured 31 networks of 2 to 5000
 #: channels and fan-out 1 to 1250, twice: least squares c_sum / c_tree = 0.68 and 0.52;
 #: with 0.5 the rule never lost more than 1.18x against the faster method (the misses are
-#: networks of about 100 channels, where the two are within 20 %); docs/performance.md.
+#: networks of about 100 channels, where the two are within 20 %). Rerun with compiled
+#: general laws (issue 17): fitted 0.58, all 27 cases right for 0.34 to 0.64;
+#: docs/performance.md.
 AUTO_TREE_FACTOR = 0.5
 
 # Status codes returned by the kernel.
@@ -140,7 +142,7 @@ def _draw_group(data, random, group, x, p, t, stack, state):
 @numba.njit(cache=True)
 def _draw_parameters(data, random, x, p, t, stack, state):
     """Draw the per-trajectory parameters (distrib initial assignments)."""
-    status = _draw_group(data, random, 0, x, p, t, stack, state)
+    status = _draw_group(data, random, int(0), x, p, t, stack, state)  # non-literal 0
     if status != _OK:
         return status
     for i in range(random.initial_target.shape[0]):
@@ -283,15 +285,19 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
 @numba.njit(cache=True)
 def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
     for j in range(a.shape[0]):
-        if laws != 0 and data.kind[j] == 1:
-            a[j] = call_law(laws, j, x, p, t)
-        else:
-            a[j] = channel_propensity(data, j, x, p, t, False, stack)
+        if laws is not None:
+            if laws != 0 and data.kind[j] == 1:
+                a[j] = call_law(laws, j, x, p, t)
+            else:  # bool(False), not False: one specialisation (see kinetics.net_rates)
+                a[j] = channel_propensity(data, j, x, p, t, bool(False), stack)
+        else:  # no general channel: numba prunes the interpreter (see _trajectory)
+            a[j] = mass_action_propensity(data, j, x)
         if not (a[j] >= 0.0):
             return j
     if use_tree:
         tree[:] = 0.0
-        tree[leaves:leaves + a.shape[0]] = a
+        for j in range(a.shape[0]):  # a loop, not a slice copy: see _record
+            tree[leaves + j] = a[j]
         for i in range(leaves - 1, 0, -1):
             tree[i] = tree[2 * i] + tree[2 * i + 1]
     return -1
@@ -300,11 +306,15 @@ def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
 @numba.njit(cache=True)
 def _record(data, output_program, x, p, t, row):
     n = x.shape[0]
-    row[:n] = x
-    if output_program.shape[0] > 0:
-        stack = np.empty(data.stack_size)
-        for k in range(output_program.shape[0]):
-            row[n + k] = _evaluate(data, output_program, k, x, p, t, stack)
+    # A loop, not ``row[:n] = x``: an array-to-slice copy makes numba compile its
+    # shape-mismatch error message (string formatting), seconds of a cold start.
+    for i in range(n):
+        row[i] = x[i]
+    if output_program is not None:  # None: no outputs (numba prunes the branch)
+        if output_program.shape[0] > 0:
+            stack = np.empty(data.stack_size)
+            for k in range(output_program.shape[0]):
+                row[n + k] = _evaluate(data, output_program, k, x, p, t, stack)
 
 
 @numba.njit(cache=True)
@@ -315,11 +325,20 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     with ``_EVENT_BUDGET`` once more than ``max_fired`` reactions have fired.
 
     Returns (status, n_fired, failing channel or species, failure time).
+
+    ``laws`` (the address of the compiled general laws, 0 for the interpreter) is None
+    for a network without general channels, ``trigger`` None for one without events, ``random`` None for one without
+    events, draws, clocks or crossings, ``output_program`` None without outputs: numba
+    prunes the ``is None`` branches at compile time, so the plain specialisation (most
+    networks) compiles none of the event, draw and crossing machinery (cold start,
+    docs/performance.md). The code run is otherwise the same.
     """
     x = x0.copy()
     p = p0.copy()
     n_channels = data.kind.shape[0]
-    n_events = trigger.shape[0]
+    n_events = 0
+    if trigger is not None:
+        n_events = trigger.shape[0]
     a = np.zeros(n_channels)
     leaves = 1
     while leaves < max(n_channels, 1):
@@ -327,34 +346,40 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     tree = np.zeros(2 * leaves if use_tree else 1)
     stack = np.empty(data.stack_size)
     max_assignments = 1
-    for e in range(n_events):
-        max_assignments = max(max_assignments, assignment_ptr[e + 1] - assignment_ptr[e])
+    if trigger is not None:
+        for e in range(n_events):
+            max_assignments = max(max_assignments, assignment_ptr[e + 1] - assignment_ptr[e])
     values = np.empty(max_assignments)
     pending_time = np.empty(_PENDING_CAPACITY)
     pending_event = np.empty(_PENDING_CAPACITY, dtype=np.int64)
     pending_values = np.empty((_PENDING_CAPACITY, max_assignments))
-    n_pending = 0
+    n_pending = int(0)  # not a literal: one _process_events specialisation
     trigger_state = np.empty(n_events, dtype=np.bool_)
-    for e in range(n_events):
-        trigger_state[e] = flags[e, 1]
+    if trigger is not None:
+        for e in range(n_events):
+            trigger_state[e] = flags[e, 1]
     t = times[0]
     t_end = times[-1]
     n_fired = 0
     threshold_index = 0
     while threshold_index < thresholds.shape[0] and thresholds[threshold_index] < t:
         threshold_index += 1
-    if random.initial_target.shape[0] > 0:
-        status = _draw_parameters(data, random, x, p, t, stack, state)
-        if status != _OK:
-            return status, n_fired, -1, t
-    n_crossings = random.crossing_clock.shape[0]
-    if n_events > 0:
-        status, changed, n_pending = _process_events(
-            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-            assignment_is_species, assignment_program, x, p, t, t, trigger_state,
-            pending_time, pending_event, pending_values, n_pending, stack, values, random, state)
-        if status != _OK:
-            return status, n_fired, -1, t
+    n_crossings = 0
+    if random is not None:
+        if random.initial_target.shape[0] > 0:
+            status = _draw_parameters(data, random, x, p, t, stack, state)
+            if status != _OK:
+                return status, n_fired, -1, t
+        n_crossings = random.crossing_clock.shape[0]
+    if trigger is not None:
+        if n_events > 0:
+            status, changed, n_pending = _process_events(
+                data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                assignment_is_species, assignment_program, x, p, t, t, trigger_state,
+                pending_time, pending_event, pending_values, n_pending, stack, values,
+                random, state)
+            if status != _OK:
+                return status, n_fired, -1, t
     bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
     if bad >= 0:
         return _NEGATIVE_PROPENSITY, n_fired, bad, t
@@ -380,8 +405,12 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     dependents = data.dependents
     burst_species = data.burst_species
     n_thresholds = thresholds.shape[0]
-    clock_index = random.clock_index
-    clock_rate = random.clock_rate
+    if random is not None:
+        clock_index = random.clock_index
+        clock_rate = random.clock_rate
+    else:
+        clock_index = np.empty(0, dtype=np.int64)
+        clock_rate = np.empty(0)
     n_clocks = clock_index.shape[0]
     s0 = state[0]
     s1 = state[1]
@@ -412,31 +441,35 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
         for i in range(n_pending):
             t_discrete = min(t_discrete, pending_time[i])
         crossing = -1
-        if n_crossings > 0:
-            t_crossing, crossing = _next_crossing(data, random, x, p, t, stack)
-            if t_crossing < t_discrete:
-                t_discrete = t_crossing
-            else:
-                crossing = -1
+        if random is not None:
+            if n_crossings > 0:
+                t_crossing, crossing = _next_crossing(data, random, x, p, t, stack)
+                if t_crossing < t_discrete:
+                    t_discrete = t_crossing
+                else:
+                    crossing = -1
         if t_discrete <= t_next and t_discrete <= t_end:
             # Memoryless: advance to the discrete time and discard the sampled tau.
             while k < n_times and times[k] < t_discrete:
                 _record(data, output_program, x, p, times[k], out[k])
                 k += 1
-            _advance_clocks(random, p, t_discrete - t)
+            if random is not None:
+                _advance_clocks(random, p, t_discrete - t)
             t = t_discrete
-            if crossing >= 0:
-                _reach_crossing(data, random, crossing, x, p, t, stack)
+            if random is not None:
+                if crossing >= 0:
+                    _reach_crossing(data, random, crossing, x, p, t, stack)
             while threshold_index < thresholds.shape[0] and thresholds[threshold_index] <= t:
                 threshold_index += 1
-            for t_check in (t, np.nextafter(t, math.inf)):
-                status, changed, n_pending = _process_events(
-                    data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                    assignment_is_species, assignment_program, x, p, t, t_check,
-                    trigger_state, pending_time, pending_event, pending_values, n_pending,
-                    stack, values, random, state)
-                if status != _OK:
-                    return status, n_fired, -1, t
+            if trigger is not None:
+                for t_check in (t, np.nextafter(t, math.inf)):
+                    status, changed, n_pending = _process_events(
+                        data, trigger, delay, priority, flags, assignment_ptr,
+                        assignment_target, assignment_is_species, assignment_program, x, p,
+                        t, t_check, trigger_state, pending_time, pending_event,
+                        pending_values, n_pending, stack, values, random, state)
+                    if status != _OK:
+                        return status, n_fired, -1, t
             s0 = state[0]  # event assignments may have drawn from the stream
             s1 = state[1]
             s2 = state[2]
@@ -504,13 +537,17 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
         for q in range(dependents_ptr[j], dependents_ptr[j + 1]):
             d = dependents[q]
             # = channel_propensity(data, d, x, p, t, False, stack), inlined
-            if kind[d] == 1:
-                if laws != 0:  # the network's compiled general laws (sbml_cme.lawgen)
-                    value = call_law(laws, d, x, p, t)
-                else:
-                    value = run_program(ops, args, constants, program_start[d],
-                                        program_end[d], x, p, t, stack)
-            else:
+            mass_action = True
+            value = 0.0
+            if laws is not None:  # None: no general channel (pruned at compile time)
+                if kind[d] == 1:
+                    mass_action = False
+                    if laws != 0:  # the network's compiled general laws (sbml_cme.lawgen)
+                        value = call_law(laws, d, x, p, t)
+                    else:
+                        value = run_program(ops, args, constants, program_start[d],
+                                            program_end[d], x, p, t, stack)
+            if mass_action:
                 value = rate_constant[d]
                 for m in range(reactant_ptr[d], reactant_ptr[d + 1]):
                     n = x[reactant_species[m]]
@@ -531,63 +568,47 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
                 while i >= 1:
                     tree[i] = tree[2 * i] + tree[2 * i + 1]
                     i //= 2
-        if n_events > 0:
-            status, changed, n_pending = _process_events(
-                data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                assignment_is_species, assignment_program, x, p, t, t, trigger_state,
-                pending_time, pending_event, pending_values, n_pending, stack, values, random, state)
-            if status != _OK:
-                return status, n_fired, -1, t
-            s0 = state[0]  # event assignments may have drawn from the stream
-            s1 = state[1]
-            s2 = state[2]
-            s3 = state[3]
-            if changed:
-                bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
-                if bad >= 0:
-                    return _NEGATIVE_PROPENSITY, n_fired, bad, t
+        if trigger is not None:
+            if n_events > 0:
+                status, changed, n_pending = _process_events(
+                    data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+                    assignment_is_species, assignment_program, x, p, t, t, trigger_state,
+                    pending_time, pending_event, pending_values, n_pending, stack, values,
+                    random, state)
+                if status != _OK:
+                    return status, n_fired, -1, t
+                s0 = state[0]  # event assignments may have drawn from the stream
+                s1 = state[1]
+                s2 = state[2]
+                s3 = state[3]
+                if changed:
+                    bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
+                    if bad >= 0:
+                        return _NEGATIVE_PROPENSITY, n_fired, bad, t
     return _OK, n_fired, -1, t
 
 
-@numba.njit(cache=True)
-def _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                    assignment_is_species, assignment_program, output_program, thresholds, random,
-                    laws, x0, p0, times, states, use_tree, out, report, i, max_fired):
-    """Trajectory ``i`` of a block into ``out[i]``; ``report[i]`` gets (status, n_fired,
-    failing index, failure time)."""
-    status, fired, index, when = _trajectory(
-        data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-        assignment_is_species, assignment_program, output_program, thresholds, random,
-        laws, x0, p0, times, states[i], use_tree, out[i], max_fired)
-    report[i, 0] = status
-    report[i, 1] = fired
-    report[i, 2] = index
-    report[i, 3] = when
-
-
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
               assignment_is_species, assignment_program, output_program, thresholds, random,
               laws, x0, p0, times, states, use_tree, out, report, max_fired):
-    """Run ``states.shape[0]`` trajectories in parallel (see :func:`_run_trajectory`)."""
-    for i in prange(states.shape[0]):
-        _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
-                        assignment_target, assignment_is_species, assignment_program,
-                        output_program, thresholds, random, laws, x0, p0, times, states,
-                        use_tree, out, report, i, max_fired)
+    """Run ``states.shape[0]`` trajectories one after the other, trajectory ``i`` into
+    ``out[i]``, with ``report[i]`` = (status, n_fired, failing index, failure time).
 
-
-@numba.njit(cache=True)
-def _ensemble_serial(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                     assignment_is_species, assignment_program, output_program, thresholds, random,
-                     laws, x0, p0, times, states, use_tree, out, report, max_fired):
-    """:func:`_ensemble` on the calling thread only, for Dask tasks where numba's threading
-    layer is not thread-safe (see ``ensemble.task_may_use_parallel_kernel``)."""
+    Serial and ``nogil``: :func:`run_block` runs slices of a block on Python threads.
+    One plain kernel instead of a ``parallel=True`` one and a per-trajectory wrapper
+    halves the first compilation (each numba layer re-optimises and re-emits all the
+    code below it; docs/performance.md, cold start).
+    """
     for i in range(states.shape[0]):
-        _run_trajectory(data, trigger, delay, priority, flags, assignment_ptr,
-                        assignment_target, assignment_is_species, assignment_program,
-                        output_program, thresholds, random, laws, x0, p0, times, states,
-                        use_tree, out, report, i, max_fired)
+        status, fired, index, when = _trajectory(
+            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+            assignment_is_species, assignment_program, output_program, thresholds, random,
+            laws, x0, p0, times, states[i], use_tree, out[i], max_fired)
+        report[i, 0] = status
+        report[i, 1] = fired
+        report[i, 2] = index
+        report[i, 3] = when
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -677,6 +698,27 @@ def choose_method(compiled: CompiledNetwork) -> tuple[str, str]:
     return method, (f"auto: {n_channels} channels, mean fan-out {fan_out:.1f}: "
                     f"(d+1)*log2(M) = {tree_cost:.3g} {relation} {AUTO_TREE_FACTOR:g}*M = "
                     f"{AUTO_TREE_FACTOR * n_channels:.3g}")
+
+
+def pending_compilation(network: Network | None = None) -> list[str]:
+    """The numba kernels that the next ``simulate_ssa`` (default path) would compile
+    rather than load from numba's disk cache (missing or stale: a new install, a new numba
+    or changed sources), and ``"general laws of <id>"`` when ``network``'s compiled laws
+    (:mod:`sbml_cme.lawgen`) are not cached. Empty when the call starts at once."""
+    from ..kinetics import all_propensities, net_rates
+    from ..lawgen import laws_cached
+
+    pending = []
+    for kernel in (_ensemble, all_propensities, net_rates):
+        try:
+            cached = bool(kernel._cache._cache_file._load_index())
+        except Exception:  # noqa: BLE001 -- numba internals moved: say nothing is cached
+            cached = False
+        if not cached and not kernel.signatures:
+            pending.append(f"{kernel.py_func.__module__}.{kernel.py_func.__name__}")
+    if network is not None and not laws_cached(compile_network(network, random_draws=True)):
+        pending.append(f"general laws of {network.id or 'the model'}")
+    return pending
 
 
 def simulate_ssa(network: Network, times, *, n_trajectories: int = 1000, seed: int | None = None,
@@ -864,15 +906,40 @@ def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, max_fired, stre
 def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report,
               max_fired: float = MAX_EVENTS, parallel: bool = True):
     """Run trajectories with the given streams into ``out``/``report`` (views), each
-    stopped after ``max_fired`` reactions; on numba's threads, or on the calling thread
-    only when not ``parallel``."""
-    kernel = _ensemble if parallel else _ensemble_serial
-    kernel(compiled.data, compiled.event_trigger, compiled.event_delay,
-           compiled.event_priority, compiled.event_flags, compiled.assignment_ptr,
-           compiled.assignment_target, compiled.assignment_is_species,
-           compiled.assignment_program, compiled.output_program, compiled.time_thresholds,
-           compiled.random, law_address(compiled), x0, _parameters_with_slots(compiled),
-           times, streams.copy(), bool(method_code), out, report, float(max_fired))
+    stopped after ``max_fired`` reactions; split over ``numba.get_num_threads()`` Python
+    threads (the kernel releases the GIL), or on the calling thread only when not
+    ``parallel``. Every trajectory owns its stream, so the split cannot change the numbers.
+    """
+    has_events = len(compiled.event_trigger) > 0
+    arguments = (compiled.data, compiled.event_trigger if has_events else None,
+                 compiled.event_delay, compiled.event_priority, compiled.event_flags,
+                 compiled.assignment_ptr, compiled.assignment_target,
+                 compiled.assignment_is_species, compiled.assignment_program,
+                 compiled.output_program if len(compiled.output_program) else None,
+                 compiled.time_thresholds,
+                 compiled.random if has_events or uses_random(compiled.random) else None,
+                 law_address(compiled) if np.any(compiled.data.kind == 1) else None, x0,
+                 _parameters_with_slots(compiled), times)
+    streams = streams.copy()
+    threads = min(numba.get_num_threads() if parallel else 1, len(streams))
+
+    def run(start, stop):
+        _ensemble(*arguments, streams[start:stop], bool(method_code), out[start:stop],
+                  report[start:stop], float(max_fired))
+
+    if threads <= 1:
+        run(0, len(streams))
+        return
+    cuts = np.linspace(0, len(streams), threads + 1).astype(int)
+    with ThreadPoolExecutor(threads) as pool:
+        for future in [pool.submit(run, a, b) for a, b in zip(cuts[:-1], cuts[1:])]:
+            future.result()
+
+
+def uses_random(random) -> bool:
+    """True when a network's RandomData has draws, clocks or clock crossings."""
+    return bool(random.draw_ptr[-1] > 0 or len(random.initial_target)
+                or len(random.clock_index) or len(random.crossing_clock))
 
 
 def _parameters_with_slots(compiled: CompiledNetwork) -> np.ndarray:
