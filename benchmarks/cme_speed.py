@@ -29,6 +29,9 @@ Sections:
 (e) every transient method (``cme.METHODS``: Krylov with full and incomplete
     orthogonalisation, BDF) and scipy ``expm_multiply`` on the small and a medium model:
     time, CPU ratio to ``krylov_iop``, max abs difference and L1 distance to the exact law.
+(g) mat-vec with the generator: states/s and GB/s, scipy's kernel and the numba-parallel
+    CSR kernel, against a STREAM-like copy bandwidth measured in the same run.
+(h) the mass-following stationary window: means 5000 and 4000, tol 1e-6 (issue 14).
 (f) (``--implicit``) fixed-step TR-BDF2 (one sparse LU, reused) on the medium model: the
     number of implicit steps, and their CPU time, needed for a given accuracy.
 
@@ -243,6 +246,70 @@ def section_implicit(mean: float, t_end: float, steps_list=(500, 1667, 5000)) ->
               f"{run.cpu / timer.cpu:8.1f} {np.abs(y - reference).sum():10.2e}")
 
 
+def stream_copy_gbs(n: int = 2**25, repeats: int = 5) -> float:
+    """STREAM-like copy bandwidth, GB/s: the best of ``repeats`` copies of n doubles
+    (read + write, 16 n bytes)."""
+    source, target = np.random.default_rng(0).random(n), np.empty(n)
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(target, source)
+        best = min(best, time.perf_counter() - start)
+    return 16 * n / best / 1e9
+
+
+def section_bandwidth(mean: float, repeats: int = 20) -> None:
+    """(g) mat-vec with the FSP generator: states/s and GB/s (CSR data + indices +
+    indptr + x + y bytes per product) for scipy's kernel and the numba-parallel one,
+    against the machine's STREAM-like copy bandwidth."""
+    import numba
+    _, space, matrix, *_ = fsp_problem(mean, 5.0)
+    x, y = np.random.default_rng(1).random(matrix.shape[0]), np.empty(matrix.shape[0])
+    moved = (matrix.data.nbytes + matrix.indices.nbytes + matrix.indptr.nbytes
+             + x.nbytes + y.nbytes)
+    copy = stream_copy_gbs()
+    print(f"\n(g) mat-vec, {matrix.shape[0]:,} states, {matrix.nnz:,} nonzeros, "
+          f"{moved / 1e6:.0f} MB per product; STREAM-like copy {copy:.1f} GB/s  ({load()})")
+    scipy_kernel = cme._matvec(matrix)
+    kernels = {"scipy csr_matvec (1 thread)": lambda: scipy_kernel(x, y)}
+    for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+        def run(threads=threads):
+            numba.set_num_threads(threads)
+            cme._csr_matvec(matrix.indptr, matrix.indices, matrix.data, x, y)
+        kernels[f"numba parallel CSR ({threads} threads)"] = run
+    for name, kernel in kernels.items():
+        kernel()
+        start = time.perf_counter()
+        for _ in range(repeats):
+            kernel()
+        seconds = (time.perf_counter() - start) / repeats
+        print(f"    {name:32s} {seconds * 1e3:7.2f} ms  {matrix.shape[0] / seconds:.3g} states/s  "
+              f"{moved / seconds / 1e9:5.1f} GB/s = {moved / seconds / 1e9 / copy:.2f} x copy")
+
+
+def section_window(mean_a: float = 5000.0, mean_b: float = 4000.0) -> None:
+    """(h) the mass-following stationary window (issue 14): two birth-death species with
+    means 5000 and 4000, tol 1e-6 (the box from zero would hold 2.4e7 states)."""
+    text = _HEADER.format(mean=mean_a).replace(f'id="kB" value="{mean_a:g}"',
+                                                f'id="kB" value="{mean_b:g}"')
+    for s in "AB":
+        text += _reaction(f"birth_{s}", None, s, f"<ci>k{s}</ci>")
+        text += _reaction(f"death_{s}", s, None,
+                          f"<apply><times/><ci>d{s}</ci><ci>{s}</ci></apply>")
+    network = read_sbml_string(text + "    </listOfReactions>\n  </model>\n</sbml>\n")
+    means = network.parameter_values[[network.parameter_ids.index("kA"),
+                                      network.parameter_ids.index("kB")]]
+    print(f"\n(h) stationary window, means {means[0]:g} and {means[1]:g}, tol 1e-6  ({load()})")
+    with Timer() as timer:
+        result = cme.stationary_cme(network, tol=1e-6)
+    states, p = result.distributions[0]
+    exact = stats.poisson(means[0]).pmf(states[:, 0]) * stats.poisson(means[1]).pmf(states[:, 1])
+    print(f"    states {result.n_states:,}  rounds {result.run_info['fsp_rounds']}  wall "
+          f"{timer.wall:.1f} s  cpu {timer.cpu:.1f} s  peak RSS {peak_rss_gib():.2f} GiB  "
+          f"certificate {result.error_bound:.2e}  L1 to exact "
+          f"{np.abs(p - exact).sum() + 1 - exact.sum():.2e}  (targets: 10 s, 1e6 states, 2e-6)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mean", type=float, default=800.0,
@@ -254,6 +321,7 @@ def main() -> None:
     parser.add_argument("--skip-methods", action="store_true", help="skip (d) and (e)")
     parser.add_argument("--skip-transient", action="store_true", help="skip (b)")
     parser.add_argument("--skip-stationary", action="store_true", help="skip (a)")
+    parser.add_argument("--skip-scale", action="store_true", help="skip (g) and (h)")
     parser.add_argument("--implicit", action="store_true",
                         help="also run (f), fixed-step TR-BDF2 on the medium model")
     arguments = parser.parse_args()
@@ -263,6 +331,9 @@ def main() -> None:
     cme.stationary_cme(two_birth_death(3.0))
     cme.solve_cme(two_birth_death(3.0), [0.0, 1.0])
     section_assembly(arguments.mean)
+    if not arguments.skip_scale:
+        section_bandwidth(arguments.mean)
+        section_window()
     if not arguments.skip_large and not arguments.skip_stationary:
         section_stationary(arguments.mean)
     if not arguments.skip_large and not arguments.skip_transient:

@@ -873,7 +873,7 @@ MAX_KRYLOV_STEPS = 20_000
 MAX_BDF_EVALUATIONS = 50_000
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _csr_matvec(indptr, indices, data, vector, out):
     """``out = A @ vector`` for a CSR matrix, rows in parallel."""
     for row in prange(out.shape[0]):
@@ -1748,8 +1748,9 @@ def _tail_quantile(tol: float) -> float:
 
 def _stationary_window(network: Network, x0: np.ndarray, tol: float) -> _Window:
     """The first window: the stationary LNA's mean +- k sd for every bounded species
-    (k = :func:`_tail_quantile`, at least 6); without an LNA, [0, the deterministic
-    long-time level + 6 sqrt + 10]."""
+    (k = :func:`_tail_quantile`, at least 6), widened to the deterministic box
+    (level +- 6 sqrt(level + 1) + 10) where that is wider; without an LNA, [0, the
+    deterministic long-time level + 6 sqrt + 10]."""
     upper = _stationary_bounds(network, x0)
     lower = np.zeros(len(upper), dtype=np.int64)
     bounded = upper >= 0
@@ -1764,9 +1765,11 @@ def _stationary_window(network: Network, x0: np.ndarray, tol: float) -> _Window:
         return _Window(lower, upper)
     k = max(6.0, _tail_quantile(tol))
     margin = k * np.maximum(sd, 1.0) + 3.0
+    # never tighter than the deterministic box (level +- 6 sqrt(level + 1) + 10)
     upper = upper.copy()
-    upper[bounded] = np.ceil(np.maximum(mean[bounded] + margin[bounded], 0.0)).astype(np.int64)
-    lower[bounded] = np.floor(np.maximum(mean[bounded] - margin[bounded], 0.0)).astype(np.int64)
+    upper[bounded] = np.maximum(upper[bounded], np.ceil(mean[bounded] + margin[bounded]))
+    low = np.minimum(mean - margin, mean - _margin(mean))
+    lower[bounded] = np.floor(np.maximum(low[bounded], 0.0)).astype(np.int64)
     return _Window(lower, upper, mean, sd)
 
 
