@@ -1680,7 +1680,7 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     x0 = _initial_state(network)
     conservation = conservation_bounds(network, x0)
     window = _stationary_window(network, x0, tol)
-    source = _source_in_window(network, x0, window)
+    source = _source_in_window(compiled, x0, window)
     lower, bounds = window.lower, window.upper
     bar = _progress_bar(progress, "stationary FSP")
     try:
@@ -1722,7 +1722,7 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
             if not (bounds >= 0).any():
                 raise TruncationError(f"the stationary certificate {certificate:.3g} exceeds "
                                       f"tol={tol:g} on the whole reachable set")
-            lower, bounds = _grow_stationary_window(window, space, pi, lower, bounds,
+            lower, bounds = _grow_stationary_window(window, lower, bounds,
                                                     outflow * 2.0 * tau, tol)
     finally:
         if bar is not None:
@@ -1773,7 +1773,7 @@ def _stationary_window(network: Network, x0: np.ndarray, tol: float) -> _Window:
     return _Window(lower, upper, mean, sd)
 
 
-def _source_in_window(network: Network, x0: np.ndarray, window: _Window) -> np.ndarray:
+def _source_in_window(compiled, x0: np.ndarray, window: _Window) -> np.ndarray:
     """A state inside ``window`` reachable from ``x0``: x0 itself, or the end of one
     exact SSA trajectory of a few relaxation times (it lies in x0's compatibility
     class); when that also misses the window, the window is widened to hold x0."""
@@ -1781,9 +1781,9 @@ def _source_in_window(network: Network, x0: np.ndarray, window: _Window) -> np.n
         (window.upper < 0) | (x <= window.upper)))
     if inside(x0):
         return x0
+    network = compiled.network
     try:
         from .ssa import simulate_ssa
-        compiled = compile_network(network)
         gap = _linearised_gap(compiled, window.mean if window.mean is not None
                               else x0.astype(float), network.parameter_values)
         t_end = 5.0 / gap if gap > 0 else 100.0
@@ -1799,8 +1799,7 @@ def _source_in_window(network: Network, x0: np.ndarray, window: _Window) -> np.n
     return x0
 
 
-def _grow_stationary_window(window: _Window, space: StateSpace, pi, lower, upper,
-                            contribution, tol):
+def _grow_stationary_window(window: _Window, lower, upper, contribution, tol):
     """Move out each side of the window whose share of the certificate
     (``contribution``, per sink: 2 x horizon x outflow rate) exceeds tol / (4 n_sides).
 
