@@ -361,6 +361,15 @@ def channel_propensity(data, j, x, p, t, deterministic, stack):
     if data.kind[j] == 1:
         return run_program(data.ops, data.args, data.constants, data.program_start[j],
                            data.program_end[j], x, p, t, stack)
+    return mass_action_propensity(data, j, x, deterministic)
+
+
+@numba.njit(cache=True)
+def mass_action_propensity(data, j, x, deterministic):
+    """Propensity of mass-action channel ``j`` (kind 0 or 2) at counts ``x``, or its
+    deterministic limit: ``n**m`` for kind 0, the falling factorial as written at real
+    counts for kind 2. Without the bytecode interpreter, for the kernels of networks
+    with no general channel (cold start: they do not compile it)."""
     value = data.rate_constant[j]
     for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
         n = x[data.reactant_species[k]]
@@ -378,29 +387,30 @@ def channel_propensity(data, j, x, p, t, deterministic, stack):
 
 
 @numba.njit(cache=True)
-def mass_action_propensity(data, j, x):
-    """Propensity of mass-action channel ``j`` (kind 0 or 2) at counts ``x``: what
-    :func:`channel_propensity` returns for it (not deterministic), without the bytecode
-    interpreter, for kernels that must not compile it (cold start)."""
-    value = data.rate_constant[j]
-    for k in range(data.reactant_ptr[j], data.reactant_ptr[j + 1]):
-        n = x[data.reactant_species[k]]
-        order = data.reactant_order[k]
-        if not data.falling[j]:
-            for _ in range(order):
-                value *= n
-        else:
-            for i in range(order):
-                value *= max(n - i, 0.0)
-    return value
-
-
-@numba.njit(cache=True)
 def all_propensities(data, x, p, t, deterministic, out):
     """Fill ``out`` (n_channels,) with every channel's propensity."""
     stack = np.empty(data.stack_size)
     for j in range(out.shape[0]):
         out[j] = channel_propensity(data, j, x, p, t, deterministic, stack)
+
+
+@numba.njit(cache=True)
+def mass_action_propensities(data, x, deterministic, out):
+    """:func:`all_propensities` of a network without general channels (kind 1)."""
+    for j in range(out.shape[0]):
+        out[j] = mass_action_propensity(data, j, x, deterministic)
+
+
+@numba.njit(cache=True)
+def _net_change(data, rates, n_species, dxdt):
+    """dxdt = S rates (n_species,), bursts at their mean size."""
+    for i in range(n_species):
+        dxdt[i] = 0.0
+    for j in range(rates.shape[0]):
+        for k in range(data.change_ptr[j], data.change_ptr[j + 1]):
+            dxdt[data.change_species[k]] += data.change_amount[k] * rates[j]
+        if data.burst_species[j] >= 0:
+            dxdt[data.burst_species[j]] += data.burst_mean[j] * rates[j]
 
 
 @numba.njit(cache=True)
@@ -410,13 +420,28 @@ def net_rates(data, x, p, t, n_species, rates, dxdt):
     # for each literal argument (Literal[bool](True) besides bool), which doubled the
     # compile time of the propensity kernels on a cold start.
     all_propensities(data, x, p, t, bool(True), rates)
-    for i in range(n_species):
-        dxdt[i] = 0.0
-    for j in range(rates.shape[0]):
-        for k in range(data.change_ptr[j], data.change_ptr[j + 1]):
-            dxdt[data.change_species[k]] += data.change_amount[k] * rates[j]
-        if data.burst_species[j] >= 0:
-            dxdt[data.burst_species[j]] += data.burst_mean[j] * rates[j]
+    _net_change(data, rates, n_species, dxdt)
+
+
+@numba.njit(cache=True)
+def mass_action_net_rates(data, x, n_species, rates, dxdt):
+    """:func:`net_rates` of a network without general channels (no interpreter)."""
+    mass_action_propensities(data, x, bool(True), rates)
+    _net_change(data, rates, n_species, dxdt)
+
+
+def has_general_channels(data: KernelData) -> bool:
+    """Whether any channel is a bytecode program (kind 1), i.e. needs the interpreter."""
+    return bool(np.any(data.kind == 1))
+
+
+def rate_equations(data: KernelData, x, p, t: float, rates, dxdt) -> None:
+    """dxdt = S a(x) in counts (:func:`net_rates`), through the interpreter-free
+    kernel when the network has no general channel."""
+    if has_general_channels(data):
+        net_rates(data, x, p, t, dxdt.shape[0], rates, dxdt)
+    else:
+        mass_action_net_rates(data, x, dxdt.shape[0], rates, dxdt)
 
 
 @dataclass(frozen=True)
@@ -451,8 +476,12 @@ class CompiledNetwork:
                      deterministic: bool = False) -> np.ndarray:
         """Every channel's propensity at ``counts`` (n_species,), shape (n_channels,)."""
         out = np.empty(len(self.network.reactions))
-        all_propensities(self.data, np.asarray(counts, dtype=float), self.parameter_vector(),
-                         float(time), deterministic, out)
+        counts = np.asarray(counts, dtype=float)
+        if has_general_channels(self.data):
+            all_propensities(self.data, counts, self.parameter_vector(), float(time),
+                             deterministic, out)
+        else:
+            mass_action_propensities(self.data, counts, bool(deterministic), out)
         return out
 
     def outputs(self, counts: np.ndarray, parameters: np.ndarray, time: float) -> np.ndarray:

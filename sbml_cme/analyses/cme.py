@@ -41,7 +41,7 @@ from ..errors import (AnalysisError, ConvergenceError, OptionsError, SbmlCmeErro
                       StateSpaceTooLargeError,
                       TruncationError, UnsupportedFeatureError)
 from ..kinetics import (KernelData, channel_propensity, compile_expressions, compile_network,
-                       net_rates, refuse_randomness, run_program, with_trigger_crossings)
+                       rate_equations, refuse_randomness, run_program, with_trigger_crossings)
 from ..network import TIME, Network
 from ..results import CMEResult
 from .deterministic import _check_times, simulate_deterministic
@@ -2115,8 +2115,8 @@ def _linearised_gap(compiled, mean: np.ndarray, parameters) -> float:
         up, down = mean.copy(), mean.copy()
         up[i] += step
         down[i] = max(down[i] - step, 0.0)
-        net_rates(compiled.data, up, p, 0.0, n_species, rates, plus)
-        net_rates(compiled.data, down, p, 0.0, n_species, rates, minus)
+        rate_equations(compiled.data, up, p, 0.0, rates, plus)
+        rate_equations(compiled.data, down, p, 0.0, rates, minus)
         jacobian[:, i] = (plus - minus) / (up[i] - down[i])
     decay = np.abs(np.linalg.eigvals(jacobian).real)
     decay = decay[decay > 1e-9 * max(decay.max(initial=0.0), 1e-300)]

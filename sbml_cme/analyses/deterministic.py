@@ -20,7 +20,7 @@ from scipy.integrate import solve_ivp
 
 from ..errors import AnalysisError, ConvergenceError, OptionsError, UnsupportedFeatureError
 from ..kinetics import (compile_expressions, compile_network, variable_parameters,
-                        net_rates, refuse_randomness)
+                        rate_equations, refuse_randomness)
 from ..network import TIME, Network
 from ..results import DeterministicResult
 
@@ -197,8 +197,7 @@ class _EventIntegrator:
                         f"at t={t:g} (a stiff blow-up, or a horizon far beyond the model's "
                         "time scales); shorten the horizon or raise max_evaluations=")
         x = self.load(y)
-        net_rates(self.compiled.data, x, self.parameters, t,
-                  len(self.scale), self.rates, self.dxdt)
+        rate_equations(self.compiled.data, x, self.parameters, t, self.rates, self.dxdt)
         if not np.all(np.isfinite(self.dxdt)):
             rates = dict(zip(self.network.reaction_ids, self.rates))
             bad = [rid for rid, rate in rates.items() if not np.isfinite(rate)]

@@ -291,7 +291,7 @@ def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
             else:  # bool(False), not False: one specialisation (see kinetics.net_rates)
                 a[j] = channel_propensity(data, j, x, p, t, bool(False), stack)
         else:  # no general channel: numba prunes the interpreter (see _trajectory)
-            a[j] = mass_action_propensity(data, j, x)
+            a[j] = mass_action_propensity(data, j, x, bool(False))
         if not (a[j] >= 0.0):
             return j
     if use_tree:
@@ -704,19 +704,25 @@ def pending_compilation(network: Network | None = None) -> list[str]:
     """The numba kernels that the next ``simulate_ssa`` (default path) would compile
     rather than load from numba's disk cache (missing or stale: a new install, a new numba
     or changed sources), and ``"general laws of <id>"`` when ``network``'s compiled laws
-    (:mod:`sbml_cme.lawgen`) are not cached. Empty when the call starts at once."""
-    from ..kinetics import all_propensities, net_rates
+    (:mod:`sbml_cme.lawgen`) are not cached. Without ``network``, the kernels of a
+    mass-action network; with one that has general laws, also the interpreter's kernels
+    (work estimate). Empty when the call starts at once."""
+    from .. import kinetics
     from ..lawgen import laws_cached
 
+    compiled = None if network is None else compile_network(network, random_draws=True)
+    kernels = [_ensemble, kinetics.mass_action_propensities, kinetics.mass_action_net_rates]
+    if compiled is not None and kinetics.has_general_channels(compiled.data):
+        kernels = [_ensemble, kinetics.all_propensities, kinetics.net_rates]
     pending = []
-    for kernel in (_ensemble, all_propensities, net_rates):
+    for kernel in kernels:
         try:
             cached = bool(kernel._cache._cache_file._load_index())
         except Exception:  # noqa: BLE001 -- numba internals moved: say nothing is cached
             cached = False
         if not cached and not kernel.signatures:
             pending.append(f"{kernel.py_func.__module__}.{kernel.py_func.__name__}")
-    if network is not None and not laws_cached(compile_network(network, random_draws=True)):
+    if compiled is not None and not laws_cached(compiled):
         pending.append(f"general laws of {network.id or 'the model'}")
     return pending
 
