@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import dataclasses
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 import numba
@@ -435,13 +435,13 @@ def has_general_channels(data: KernelData) -> bool:
     return bool(np.any(data.kind == 1))
 
 
-def rate_equations(data: KernelData, x, p, t: float, rates, dxdt) -> None:
+def rate_equations(compiled: "CompiledNetwork", x, p, t: float, rates, dxdt) -> None:
     """dxdt = S a(x) in counts (:func:`net_rates`), through the interpreter-free
     kernel when the network has no general channel."""
-    if has_general_channels(data):
-        net_rates(data, x, p, t, dxdt.shape[0], rates, dxdt)
+    if compiled.general:
+        net_rates(compiled.data, x, p, t, dxdt.shape[0], rates, dxdt)
     else:
-        mass_action_net_rates(data, x, dxdt.shape[0], rates, dxdt)
+        mass_action_net_rates(compiled.data, x, dxdt.shape[0], rates, dxdt)
 
 
 @dataclass(frozen=True)
@@ -469,6 +469,11 @@ class CompiledNetwork:
     def n_species(self) -> int:
         return len(self.network.species)
 
+    @cached_property
+    def general(self) -> bool:
+        """Whether a channel needs the bytecode interpreter (:func:`has_general_channels`)."""
+        return has_general_channels(self.data)
+
     def parameter_vector(self) -> np.ndarray:
         return self.network.parameter_values.copy()
 
@@ -477,7 +482,7 @@ class CompiledNetwork:
         """Every channel's propensity at ``counts`` (n_species,), shape (n_channels,)."""
         out = np.empty(len(self.network.reactions))
         counts = np.asarray(counts, dtype=float)
-        if has_general_channels(self.data):
+        if self.general:
             all_propensities(self.data, counts, self.parameter_vector(), float(time),
                              deterministic, out)
         else:

@@ -712,7 +712,7 @@ def pending_compilation(network: Network | None = None) -> list[str]:
 
     compiled = None if network is None else compile_network(network, random_draws=True)
     kernels = [_ensemble, kinetics.mass_action_propensities, kinetics.mass_action_net_rates]
-    if compiled is not None and kinetics.has_general_channels(compiled.data):
+    if compiled is not None and compiled.general:
         kernels = [_ensemble, kinetics.all_propensities, kinetics.net_rates]
     pending = []
     for kernel in kernels:
