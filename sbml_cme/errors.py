@@ -112,7 +112,11 @@ class AnalysisError(SbmlCmeError):
 
 
 class StateSpaceTooLargeError(AnalysisError):
-    """The state space would not fit in memory."""
+    """The state space would not fit in memory. ``partial``: when a stationary FSP had
+    already solved a smaller window before its growth was refused, that round's
+    :class:`~sbml_cme.analyses.cme.CMEResult` (its certificate above ``tol``), else None."""
+
+    partial = None
 
 
 class WorkLimitError(AnalysisError):

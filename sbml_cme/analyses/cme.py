@@ -1703,14 +1703,19 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
     source = _source_in_window(compiled, x0, window)
     lower, bounds = window.lower, window.upper
     bar = _progress_bar(progress, "stationary FSP")
+    previous = None
     try:
         for rounds in range(1, _MAX_GROWTH_ROUNDS + 1):
             key_species, radix, box = _key_layout(network, bounds, conservation, x0, lower)
             if radix is None:
                 _refuse_codes(network, box)
-            space = enumerate_states(compiled, source[None, :], bounds, key_species, radix,
-                                     parameters, max_states, 2, lower=lower,
-                                     max_memory=max_memory, stationary=True)
+            try:
+                space = enumerate_states(compiled, source[None, :], bounds, key_species,
+                                         radix, parameters, max_states, 2, lower=lower,
+                                         max_memory=max_memory, stationary=True)
+            except StateSpaceTooLargeError as error:
+                _attach_partial(error, previous)
+                raise
             anchor = int(space.index_of(source[None, :])[0])
             solution = _stationary_solve(compiled, space, parameters, anchor)
             mode = int(np.argmax(solution.pi))
@@ -1726,8 +1731,7 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
             certificate, leaked, drift, outflow = _certify(compiled, space, parameters, pi,
                                                            tau, solution)
             _report_round(bar, rounds, space.n_states, certificate)
-            if certificate <= tol:
-                return CMEResult(network=network, times=np.array([np.inf]),
+            previous = CMEResult(network=network, times=np.array([np.inf]),
                                  distributions=((space.states, pi),),
                                  outputs=(output_values(compiled, space.states, parameters,
                                                         np.inf),),
@@ -1739,6 +1743,8 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
                                      "horizon": tau, "leaked": leaked, "drift": drift,
                                      "wall_time": wallclock.perf_counter() - started,
                                      "stationary": True})
+            if certificate <= tol:
+                return previous
             if not (bounds >= 0).any():
                 raise TruncationError(f"the stationary certificate {certificate:.3g} exceeds "
                                       f"tol={tol:g} on the whole reachable set")
@@ -1748,6 +1754,16 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
         if bar is not None:
             bar.close()
     raise TruncationError(f"the stationary FSP did not reach tol={tol:g}")
+
+
+def _attach_partial(error: StateSpaceTooLargeError, previous: CMEResult | None) -> None:
+    """Attach the last solved round to a refused growth, and say so in the message."""
+    if previous is None:
+        return
+    error.partial = previous
+    error.args = (f"{error.args[0]} The previous round's law ({previous.run_info['n_states']}"
+                  f" states, certificate {previous.error_bounds[0]:.3g} > tol="
+                  f"{previous.run_info['tol']:g}) is kept in this error's .partial.",)
 
 
 @dataclass

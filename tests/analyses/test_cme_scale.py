@@ -117,3 +117,17 @@ def test_stationary_memory_estimate_bounds_the_measured_peak():
 def test_progress_bar_shows_rounds(capsys):
     sbml_cme.stationary_cme(two_birth_death(20.0, 10.0), progress=True)
     assert "stationary FSP" in capsys.readouterr().err
+
+
+def test_refused_growth_keeps_the_last_solved_round():
+    """Means 50 and 40 at tol 1e-9 take two rounds (9844 then 10752 states); with
+    max_states 10500 the second is refused, and the first round's law rides on the
+    error with its certificate (> tol), which still bounds its L1 distance to the exact
+    product of Poisson laws."""
+    with pytest.raises(StateSpaceTooLargeError, match=r"\.partial") as caught:
+        sbml_cme.stationary_cme(two_birth_death(50.0, 40.0), tol=1e-9, max_states=10_500)
+    partial = caught.value.partial
+    assert partial.run_info["fsp_rounds"] == 1 and partial.error_bounds[0] > 1e-9
+    states, p = partial.distributions[0]
+    exact = stats.poisson.pmf(states[:, 0], 50.0) * stats.poisson.pmf(states[:, 1], 40.0)
+    assert np.abs(p - exact).sum() + (1.0 - exact.sum()) <= partial.error_bounds[0]
