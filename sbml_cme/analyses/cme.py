@@ -2115,8 +2115,8 @@ def _linearised_gap(compiled, mean: np.ndarray, parameters) -> float:
         up, down = mean.copy(), mean.copy()
         up[i] += step
         down[i] = max(down[i] - step, 0.0)
-        rate_equations(compiled.data, up, p, 0.0, rates, plus)
-        rate_equations(compiled.data, down, p, 0.0, rates, minus)
+        rate_equations(compiled, up, p, 0.0, rates, plus)
+        rate_equations(compiled, down, p, 0.0, rates, minus)
         jacobian[:, i] = (plus - minus) / (up[i] - down[i])
     decay = np.abs(np.linalg.eigvals(jacobian).real)
     decay = decay[decay > 1e-9 * max(decay.max(initial=0.0), 1e-300)]

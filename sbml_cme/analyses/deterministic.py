@@ -197,7 +197,7 @@ class _EventIntegrator:
                         f"at t={t:g} (a stiff blow-up, or a horizon far beyond the model's "
                         "time scales); shorten the horizon or raise max_evaluations=")
         x = self.load(y)
-        rate_equations(self.compiled.data, x, self.parameters, t, self.rates, self.dxdt)
+        rate_equations(self.compiled, x, self.parameters, t, self.rates, self.dxdt)
         if not np.all(np.isfinite(self.dxdt)):
             rates = dict(zip(self.network.reaction_ids, self.rates))
             bad = [rid for rid, rate in rates.items() if not np.isfinite(rate)]
