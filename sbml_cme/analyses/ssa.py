@@ -722,7 +722,7 @@ def pending_compilation(network: Network | None = None) -> list[str]:
     from ..lawgen import laws_cached
 
     compiled = None if network is None else compile_network(network, random_draws=True)
-    kernels = [_ensemble, kinetics.mass_action_propensities, kinetics.mass_action_net_rates]
+    kernels = [_ensemble]  # mass action: the work estimate runs in numpy (MassActionRates)
     if compiled is not None and kinetics.has_general_channels(compiled.data):
         kernels = [_ensemble, kinetics.all_propensities, kinetics.net_rates]
     pending = []
