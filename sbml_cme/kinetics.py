@@ -395,13 +395,6 @@ def all_propensities(data, x, p, t, deterministic, out):
 
 
 @numba.njit(cache=True)
-def mass_action_propensities(data, x, deterministic, out):
-    """:func:`all_propensities` of a network without general channels (kind 1)."""
-    for j in range(out.shape[0]):
-        out[j] = mass_action_propensity(data, j, x, deterministic)
-
-
-@numba.njit(cache=True)
 def _net_change(data, rates, n_species, dxdt):
     """dxdt = S rates (n_species,), bursts at their mean size."""
     for i in range(n_species):
@@ -420,13 +413,6 @@ def net_rates(data, x, p, t, n_species, rates, dxdt):
     # for each literal argument (Literal[bool](True) besides bool), which doubled the
     # compile time of the propensity kernels on a cold start.
     all_propensities(data, x, p, t, bool(True), rates)
-    _net_change(data, rates, n_species, dxdt)
-
-
-@numba.njit(cache=True)
-def mass_action_net_rates(data, x, n_species, rates, dxdt):
-    """:func:`net_rates` of a network without general channels (no interpreter)."""
-    mass_action_propensities(data, x, bool(True), rates)
     _net_change(data, rates, n_species, dxdt)
 
 

@@ -59,6 +59,11 @@ METHODS = {
 
 #: Bytes per state used by the memory estimate (states, generator, work vectors).
 _BYTES_PER_STATE_BASE = 160
+#: GMRES iterations of the AMG-preconditioned stationary solve, and the largest AMG
+#: operator complexity its memory estimate allows for (Ruge-Stuben measured 4.2 on the
+#: 3-species lattice of docs/cme.md).
+_AMG_ITERATIONS = 40
+_AMG_COMPLEXITY = 4.5
 _MAX_GROWTH_ROUNDS = 30
 
 
@@ -257,25 +262,36 @@ def memory_limit(max_memory: float | None) -> int:
     return int(max_memory)
 
 
-def _bytes_per_state(network: Network, n_times: int) -> int:
+def _bytes_per_state(network: Network, n_times: int, stationary: bool = False) -> int:
     """Peak bytes per state of a solve: states, generator (one entry per channel plus
-    the diagonal, CSR and its COO assembly), Krylov basis, outputs, AMG hierarchy."""
+    the diagonal, CSR and its COO assembly), Krylov basis, outputs; for the stationary
+    solve the generator and its pinned copy, the AMG hierarchy (Ruge-Stuben operator
+    complexity up to ~4.5 on 3-D lattices) and the GMRES basis (Householder: about
+    12 B per iteration). Calibrated by tracemalloc in docs/cme.md (limits)."""
+    entries = len(network.reactions) + 1
+    if stationary:
+        matrix = 12 * entries + 8
+        gmres_basis = 12 * (_AMG_ITERATIONS + 2)
+        return (_BYTES_PER_STATE_BASE + 8 * len(network.species) + 2 * matrix
+                + int(_AMG_COMPLEXITY * matrix) + gmres_basis)
     krylov_basis = 8 * (_KRYLOV_DIMENSION + 2)
     return (_BYTES_PER_STATE_BASE + krylov_basis + 8 * len(network.species)
-            + 36 * (len(network.reactions) + 1) + 8 * (n_times + 8))
+            + 36 * entries + 8 * (n_times + 8))
 
 
-def _state_capacity(network: Network, max_states: int, max_memory: int, n_times: int) -> int:
+def _state_capacity(network: Network, max_states: int, max_memory: int, n_times: int,
+                    stationary: bool = False) -> int:
     """Most states a solve may enumerate under both limits."""
-    return int(min(max_states, max_memory // _bytes_per_state(network, n_times)))
+    return int(min(max_states, max_memory // _bytes_per_state(network, n_times, stationary)))
 
 
 def _refuse_size(network: Network, n_states: float, max_states: int, max_memory: int,
-                 n_times: int, what: str, where: str = "") -> None:
+                 n_times: int, what: str, where: str = "", stationary: bool = False) -> None:
     """Raise StateSpaceTooLargeError for ``n_states`` states, with the memory estimate."""
-    memory = n_states * _bytes_per_state(network, n_times)
+    memory = n_states * _bytes_per_state(network, n_times, stationary)
     raise StateSpaceTooLargeError(
-        f"the CME needs {what} {n_states:.3g} states{where} (about {memory / 2**30:.3g} GiB); "
+        f"the CME needs {what} {n_states:.3g} states{where} (about {memory / 2**30:.3g} GiB"
+        f"{' for the stationary solve' if stationary else ''}); "
         f"the limits are {max_states:.3g} states (max_states=) and "
         f"{max_memory / 2**30:.3g} GiB (max_memory=). Use solve_lna for the moments or "
         "simulate_ssa for samples, or reduce volumes/copy numbers.")
@@ -465,7 +481,8 @@ def _check_burst_bounds(network: Network, bounds: np.ndarray) -> None:
 
 def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_species,
                      radix, parameters, max_states: int, n_times: int,
-                     sample_times=None, *, lower=None, max_memory: int | None = None
+                     sample_times=None, *, lower=None, max_memory: int | None = None,
+                     stationary: bool = False
                      ) -> StateSpace:
     """Breadth-first enumeration of the states reachable from ``sources`` (n, n_species)
     within ``lower`` <= x <= ``bounds`` (sources outside are dropped); a compiled search
@@ -475,7 +492,8 @@ def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_spec
     ``sample_times`` (n_samples,) for a time-dependent generator (a channel is followed
     where it is positive at some sample; a state missed between samples only sends its
     inflow to a sink, counted in the certificate). More states than ``max_states`` or
-    than fit in ``max_memory`` bytes raise StateSpaceTooLargeError."""
+    than fit in ``max_memory`` bytes (:func:`_bytes_per_state` of the transient solve,
+    or of the ``stationary`` one) raise StateSpaceTooLargeError."""
     network = compiled.network
     sources = np.ascontiguousarray(np.atleast_2d(sources), dtype=np.int64)
     key_species = np.asarray(key_species, dtype=np.int64)
@@ -488,7 +506,7 @@ def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_spec
     digit_limit = _digit_limits(network, sources, bounds, lower, key_species, radix)
     box = float(np.prod((digit_limit + 1).astype(float)))
     max_memory = memory_limit(max_memory)
-    capacity = _state_capacity(network, max_states, max_memory, n_times)
+    capacity = _state_capacity(network, max_states, max_memory, n_times, stationary)
     parameters = np.atleast_2d(np.asarray(parameters, dtype=np.float64))
     sample_times = (np.zeros(len(parameters)) if sample_times is None
                     else np.asarray(sample_times, dtype=np.float64))
@@ -497,8 +515,10 @@ def enumerate_states(compiled, sources: np.ndarray, bounds: np.ndarray, key_spec
                                              np.ascontiguousarray(parameters), sample_times,
                                              int(min(box, capacity)))
     if overflow and box > capacity:
+        box_memory = box * _bytes_per_state(network, n_times, stationary) / 2**30
         _refuse_size(network, capacity + 1, max_states, max_memory, n_times, "more than",
-                     f" inside the bounds (their box holds {box:.3g})")
+                     f" inside the bounds (their box holds {box:.3g}, about "
+                     f"{box_memory:.3g} GiB)", stationary)
     order = np.argsort(codes, kind="stable")
     return StateSpace(states=states[order], keys=codes[order], key_species=key_species,
                       radix=radix, bounds=bounds, lower=lower)
@@ -1690,7 +1710,7 @@ def stationary_cme(network: Network, *, tol: float = 1e-6, max_states: int | Non
                 _refuse_codes(network, box)
             space = enumerate_states(compiled, source[None, :], bounds, key_species, radix,
                                      parameters, max_states, 2, lower=lower,
-                                     max_memory=max_memory)
+                                     max_memory=max_memory, stationary=True)
             anchor = int(space.index_of(source[None, :])[0])
             solution = _stationary_solve(compiled, space, parameters, anchor)
             mode = int(np.argmax(solution.pi))
@@ -1872,18 +1892,23 @@ _STATIONARY_TARGET = 1e-15
 _STATIONARY_RESIDUAL = 1e-9
 
 
-def _stationary_system(matrix, anchor: int, row_values):
-    """-A with row ``anchor`` replaced by ``row_values`` (a sparse row), in CSR."""
-    n = matrix.shape[0]
-    coo = matrix.tocoo()
-    keep = coo.row != anchor
-    columns = np.arange(n, dtype=coo.col.dtype) if row_values is None else \
-        np.array([anchor], dtype=coo.col.dtype)
-    values = np.ones(n) if row_values is None else np.ones(1)
-    return sparse.csr_matrix(
-        (np.concatenate([-coo.data[keep], values]),
-         (np.concatenate([coo.row[keep], np.full(len(columns), anchor, dtype=coo.row.dtype)]),
-          np.concatenate([coo.col[keep], columns]))), shape=(n, n))
+def _stationary_system(matrix, anchor: int):
+    """-A with row ``anchor`` replaced by e_anchor, in CSR: one copy of ``matrix``, no COO
+    assembly (which took 4 times the matrix's memory at 10^7 states)."""
+    system = (-matrix).tocsr()
+    system.sort_indices()
+    start, stop = system.indptr[anchor], system.indptr[anchor + 1]
+    row = system.indices[start:stop]
+    system.data[start:stop] = 0.0
+    diagonal = np.searchsorted(row, anchor)
+    if diagonal < len(row) and row[diagonal] == anchor:
+        system.data[start + diagonal] = 1.0
+    else:  # no stored diagonal (a state without exit): insert it
+        system = system.tolil()
+        system[anchor, anchor] = 1.0
+        system = system.tocsr()
+    system.eliminate_zeros()
+    return system
 
 
 @dataclass
@@ -1968,27 +1993,26 @@ def _stationary_iterative(matrix, anchor: int, guess=None, dimension: int = 2
         raise ConvergenceError("the stationary solve of a large state set needs pyamg") \
             from error
     n = matrix.shape[0]
-    system = _stationary_system(matrix, anchor, row_values=1)
+    system = _stationary_system(matrix, anchor)
     rhs = np.zeros(n)
     rhs[anchor] = 1.0
     x0 = None
     if guess is not None and guess[anchor] > 0:
         x0 = np.asarray(guess, dtype=float) / guess[anchor]
     hierarchy, x = _amg_solve(pyamg, system, rhs, x0, dimension)
-    wide_system = system.astype(np.longdouble)
-    wide_generator = matrix.astype(np.longdouble)
     exact = x.astype(np.longdouble)
     best, residual = None, np.inf
     for _ in range(_REFINEMENT_STEPS):
         trial = np.clip(exact, 0, None)
         trial = trial / trial.sum()
-        value, floor = _wide_residual(wide_generator, trial)
+        value, floor = _wide_residual(matrix, trial)
         improved = value < 0.1 * residual
         if value < residual:
             best, residual = trial, value
         if residual <= max(_STATIONARY_TARGET, 4.0 * floor) or not improved:
             break  # small enough, or at the round-off level
-        correction = rhs - wide_system @ exact
+        correction = _wide_product(matrix, exact)  # rhs - system @ exact, system = -A pinned
+        correction[anchor] = rhs[anchor] - exact[anchor]
         scale = float(np.abs(correction).max())
         if not scale > 0:
             break
@@ -2019,7 +2043,8 @@ def _amg_solve(pyamg, system, rhs, x0, dimension: int):
             warnings.simplefilter("ignore")
             try:
                 hierarchy = build()
-                x = hierarchy.solve(rhs, x0=x0, tol=1e-9, maxiter=40, accel="gmres")
+                x = hierarchy.solve(rhs, x0=x0, tol=1e-9, maxiter=_AMG_ITERATIONS,
+                                     accel="gmres")
             except (ValueError, ArithmeticError, np.linalg.LinAlgError):
                 continue
         if np.all(np.isfinite(x)) and x.sum() > 0:
@@ -2027,15 +2052,39 @@ def _amg_solve(pyamg, system, rhs, x0, dimension: int):
     raise ConvergenceError("the AMG-preconditioned stationary solve failed")
 
 
+#: Rows per block of the long-double products (a block's long-double copy is ~20 B per
+#: stored entry: 150 MB at 7 entries per row), so no long-double copy of the matrix.
+_WIDE_BLOCK_ROWS = 2**20
+
+
+def _wide_blocks(matrix):
+    """(rows slice, block of ``matrix`` in long double) over blocks of rows (CSR)."""
+    for start in range(0, matrix.shape[0], _WIDE_BLOCK_ROWS):
+        rows = slice(start, min(start + _WIDE_BLOCK_ROWS, matrix.shape[0]))
+        yield rows, matrix[rows].astype(np.longdouble)
+
+
+def _wide_product(matrix, x) -> np.ndarray:
+    """``matrix @ x`` (n,) in long double, block by block."""
+    out = np.empty(matrix.shape[0], dtype=np.longdouble)
+    for rows, block in _wide_blocks(matrix):
+        out[rows] = block @ x
+    return out
+
+
 def _wide_residual(generator, x) -> tuple[float, float]:
     """(bound, floor): ||A x||_1 computed in long double plus ``floor``, the bound of its
     round-off (a row of k terms is off by at most k eps sum_j |A_ij x_j|; doubled)."""
-    product = generator @ x
-    magnitude = abs(generator) @ np.abs(x)
     eps = float(np.finfo(np.longdouble).eps)
-    terms = np.diff(generator.indptr).astype(np.longdouble)
-    floor = float(2.0 * eps * (terms * magnitude).sum())
-    return float(np.abs(product).sum()) + floor, floor
+    total, floor = np.longdouble(0.0), np.longdouble(0.0)
+    magnitude_x = np.abs(x)
+    for rows, block in _wide_blocks(generator):
+        total += np.abs(block @ x).sum()
+        terms = np.diff(block.indptr).astype(np.longdouble)
+        block.data = np.abs(block.data)
+        floor += (terms * (block @ magnitude_x)).sum()
+    floor = float(2.0 * eps * floor)
+    return float(total) + floor, floor
 
 
 def _certify(compiled, space, parameters, pi, horizon, solution: _StationarySolution):

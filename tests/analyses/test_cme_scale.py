@@ -9,11 +9,14 @@ Poisson(k/g (1 - e^-gt)).
 
 from __future__ import annotations
 
+import tracemalloc
+
 import numpy as np
 import pytest
 from scipy import stats
 
 import sbml_cme
+from sbml_cme.analyses.cme import _bytes_per_state
 from sbml_cme.errors import StateSpaceTooLargeError
 from conftest import make_sbml
 
@@ -81,6 +84,34 @@ def test_memory_limit_refuses_before_building_the_generator():
         sbml_cme.stationary_cme(two_birth_death(5000.0, 4000.0), max_memory=50e6)
     with pytest.raises(sbml_cme.OptionsError, match="max_memory"):
         sbml_cme.solve_cme(two_birth_death(5.0, 4.0), [0, 1], max_memory=-1)
+
+
+def two_stage_two_proteins(km: float):
+    """0 -> M, M -> 0, M -> M + P, P -> 0, M -> M + Q, Q -> 0: a 3-D lattice."""
+    return sbml_cme.read_sbml_string(make_sbml({"M": 0, "P": 0, "Q": 0}, [
+        ("tx", {}, {"M": 1}, "km"), ("mdeg", {"M": 1}, {}, "gm * M"),
+        ("tlP", {"M": 1}, {"M": 1, "P": 1}, "kp * M"), ("pdeg", {"P": 1}, {}, "gp * P"),
+        ("tlQ", {"M": 1}, {"M": 1, "Q": 1}, "kq * M"), ("qdeg", {"Q": 1}, {}, "gq * Q")],
+        parameters={"km": km, "gm": 1.0, "kp": 2.0, "gp": 0.1, "kq": 1.0, "gq": 0.1}))
+
+
+def test_stationary_memory_estimate_bounds_the_measured_peak():
+    """The per-state estimate that max_memory is checked against covers the arrays the
+    stationary solve allocates (tracemalloc: numpy, scipy and pyamg buffers) on a 3-D
+    lattice of ~2e5 states, the Ruge-Stuben path; and the means are exact (M ~ Poisson(km),
+    E[P] = km kp / (gm gp), E[Q] = km kq / (gm gq))."""
+    network = two_stage_two_proteins(2.0)
+    sbml_cme.stationary_cme(network, tol=1e-3)  # compile outside the measurement
+    tracemalloc.start()
+    try:
+        result = sbml_cme.stationary_cme(network, tol=1e-6)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    states, p = result.distributions[0]
+    assert len(p) > 100_000  # the iterative (AMG) solve, not the LU
+    assert peak <= len(p) * _bytes_per_state(network, 2, stationary=True)
+    np.testing.assert_allclose(p @ states, [2.0, 40.0, 20.0], rtol=1e-5)
 
 
 def test_progress_bar_shows_rounds(capsys):
