@@ -22,7 +22,8 @@ from .analyses.hybrid import auto_partition, simulate_hybrid
 from .analyses.noise import ExtrinsicNoiseResult, NoiseSummary, extrinsic_noise, noise_summary
 from .analyses.inference import (BinomialCapture, DistortionMatrix, GaussianNoise,
                                  LikelihoodResult, fisher_information, fsp_log_likelihood)
-from .analyses.fit import DesignResult, FitResult, design_experiment, fit_cme
+from .analyses.fit import (DesignResult, FitResult, PosteriorResult, design_experiment,
+                           fit_cme)
 from .analyses.structure import StructureResult, analyze_structure, product_form_stationary
 from .crosscheck import crosscheck, tellurium_reference
 from .reports import Report, analyze
@@ -44,6 +45,6 @@ __all__ = [
     "analyze_structure", "product_form_stationary", "StructureResult",
     "noise_summary", "extrinsic_noise", "NoiseSummary", "ExtrinsicNoiseResult",
     "fsp_log_likelihood", "fisher_information", "fit_cme", "design_experiment",
-    "FitResult", "DesignResult", "LikelihoodResult",
+    "FitResult", "PosteriorResult", "DesignResult", "LikelihoodResult",
     "BinomialCapture", "GaussianNoise", "DistortionMatrix",
 ]

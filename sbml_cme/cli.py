@@ -279,7 +279,10 @@ def cmd_fit(args) -> int:
     data = pd.read_csv(args.data)
     fit = fit_cme(network, data, boxes, log_space=not args.linear, n_starts=args.starts,
                   seed=args.seed, tol=args.tol)
-    paths = write_fit_report(fit, args.out, profiles=args.profile or (),
+    posterior = None
+    if args.mcmc:
+        posterior = fit.sample_posterior(args.mcmc, seed=args.seed)
+    paths = write_fit_report(fit, args.out, profiles=args.profile or (), posterior=posterior,
                              title=f"CME fit of {network.id or args.model}")
     print(fit.summary())
     print(f"wrote {len(paths)} files to {args.out}")
@@ -429,6 +432,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="optimise in natural units (default: log space)")
     fit.add_argument("--profile", action="append", metavar="ID",
                      help="also compute this parameter's profile likelihood (repeatable)")
+    fit.add_argument("--mcmc", type=int, default=0, metavar="STEPS",
+                     help="also sample the posterior by emcee for STEPS steps "
+                          "(needs sbml_cme[mcmc]; writes posterior_*.csv)")
     fit.add_argument("--out", required=True, metavar="DIR")
     batch = commands.add_parser("batch", help="analyze many models (resumable)")
     batch.add_argument("inputs", nargs="+", metavar="DIR_OR_FILES")

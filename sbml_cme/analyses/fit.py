@@ -137,6 +137,75 @@ class FitResult:
         frame["delta_deviance"] = 2 * (self.loglik - frame["loglik"])
         return frame
 
+    def sample_posterior(self, n_steps: int = 2000, *, n_walkers: int | None = None,
+                         burn: int | None = None, seed: int | None = 0,
+                         progress: bool = True) -> "PosteriorResult":
+        """Bayesian posterior of the fitted parameters by affine-invariant ensemble MCMC
+        (emcee; ``pip install 'sbml_cme[mcmc]'``) on the exact FSP likelihood.
+
+        The prior is uniform on the fit's search box in the fit's coordinates: log-uniform
+        when the fit was in log space, else uniform. ``n_walkers`` (default
+        ``max(8, 4 K)`` for K parameters) start from the Laplace approximation at the
+        estimate (its Fisher covariance), clipped into the box. Each step costs one FSP
+        likelihood per walker. The first ``burn`` steps (default ``n_steps // 4``) are
+        dropped. Convergence is judged by emcee's rule: at least 50 integrated
+        autocorrelation times after burn-in."""
+        try:
+            import emcee
+        except ImportError:
+            raise OptionsError("sample_posterior needs emcee (pip install "
+                               "'sbml_cme[mcmc]' or pip install emcee)") from None
+        names = list(self.problem.names)
+        K = len(names)
+        n_walkers = max(8, 4 * K) if n_walkers is None else int(n_walkers)
+        burn = n_steps // 4 if burn is None else int(burn)
+        if n_walkers < 2 * K or n_steps < 2 or not 0 <= burn < n_steps:
+            raise OptionsError(f"sample_posterior: need n_walkers >= {2 * K} (2 per "
+                               f"parameter), n_steps >= 2 and 0 <= burn < n_steps; got "
+                               f"n_walkers={n_walkers}, n_steps={n_steps}, burn={burn}")
+        to_fit, to_theta = _transform(self.log_space)
+        lo = to_fit(self.estimates["lower_bound"].to_numpy(float))
+        hi = to_fit(self.estimates["upper_bound"].to_numpy(float))
+        theta = self.estimates["estimate"].to_numpy(float)
+        covariance = self.covariance.to_numpy(float)
+        if self.log_space:
+            covariance = covariance / np.outer(theta, theta)
+
+        def log_probability(phi):
+            if np.any(phi < lo) or np.any(phi > hi):
+                return -np.inf
+            return self.problem.evaluate(to_theta(phi), gradient=False).loglik
+
+        rng = np.random.default_rng(seed)
+        start = rng.multivariate_normal(to_fit(theta), covariance, size=n_walkers,
+                                        method="eigh")
+        width = hi - lo
+        start = np.clip(start, lo + 1e-9 * width, hi - 1e-9 * width)
+        sampler = emcee.EnsembleSampler(n_walkers, K, log_probability)
+        if seed is not None:
+            sampler.random_state = np.random.RandomState(seed).get_state()
+        sampler.run_mcmc(start, n_steps, progress=progress)
+        chain = sampler.get_chain()[burn:]  # (steps, walkers, K), fit coordinates
+        tau = emcee.autocorr.integrated_time(chain, quiet=True) if len(chain) > 1 else \
+            np.full(K, np.inf)
+        draws = to_theta(chain.reshape(-1, K))
+        samples = pd.DataFrame(draws, columns=names)
+        samples.insert(0, "walker", np.tile(np.arange(n_walkers), len(chain)))
+        samples.insert(0, "step", np.repeat(np.arange(burn, n_steps), n_walkers))
+        samples["log_likelihood"] = sampler.get_log_prob()[burn:].reshape(-1)
+        q = np.quantile(draws, [0.5 - self.level / 2, 0.5, 0.5 + self.level / 2], axis=0)
+        summary = pd.DataFrame({
+            "parameter": names, "mean": draws.mean(axis=0), "sd": draws.std(axis=0, ddof=1),
+            "median": q[1], "ci_low": q[0], "ci_high": q[2], "autocorrelation_time": tau,
+            "effective_samples": chain.shape[0] * n_walkers / tau,
+            "mle": theta})
+        return PosteriorResult(
+            samples=samples, summary=summary,
+            acceptance_fraction=float(np.mean(sampler.acceptance_fraction)),
+            converged=bool(np.all(len(chain) >= 50 * tau)), level=self.level,
+            run_info={"n_steps": n_steps, "n_walkers": n_walkers, "burn": burn,
+                      "seed": seed, "prior": "log-uniform" if self.log_space else "uniform"})
+
     def figures(self) -> dict:
         """``{"fit_histograms": Figure}`` (matplotlib, through sbml_cme.reports)."""
         from ..reports.plots import plot_fit_histograms
@@ -160,6 +229,25 @@ class FitResult:
                          f"  [{r.ci_low:.5g}, {r.ci_high:.5g}]"
                          + ("  (at a bound)" if r.at_bound else ""))
         return "\n".join(lines)
+
+
+@dataclass
+class PosteriorResult:
+    """MCMC draws from the posterior of a fit (:meth:`FitResult.sample_posterior`).
+
+    ``samples``: ``step, walker``, one column per parameter (natural units) and
+    ``log_likelihood``, one row per retained draw. ``summary``: ``parameter, mean, sd,
+    median, ci_low, ci_high`` (equal-tailed credible interval at the fit's level),
+    ``autocorrelation_time`` (steps, in the fit's coordinates), ``effective_samples``
+    and the ``mle``. ``converged``: every chain is at least 50 autocorrelation times
+    long after burn-in (emcee's rule)."""
+
+    samples: pd.DataFrame
+    summary: pd.DataFrame
+    acceptance_fraction: float
+    converged: bool
+    level: float
+    run_info: dict = field(default_factory=dict)
 
 
 def _transform(log_space):

@@ -11,12 +11,14 @@ from .files import write_csv, write_text
 from .html import image_html, render_page, table_html
 
 
-def write_fit_report(fit, directory: str | os.PathLike, *, profiles=None,
+def write_fit_report(fit, directory: str | os.PathLike, *, profiles=None, posterior=None,
                      title: str = "CME fit") -> list[Path]:
     """Write ``fit`` (a :class:`~sbml_cme.analyses.fit.FitResult`) to ``directory``:
     ``estimates.csv, starts.csv, histograms.csv, fit_histograms.png, report.html`` and,
     for a network read from SBML, ``fitted.xml``. ``profiles``: ids whose profile
-    likelihood is also computed (``profile_<id>.csv`` and a table)."""
+    likelihood is also computed (``profile_<id>.csv`` and a table). ``posterior``: a
+    :class:`~sbml_cme.analyses.fit.PosteriorResult`, written as
+    ``posterior_summary.csv`` and ``posterior_samples.csv`` with a table."""
     import matplotlib.pyplot as plt
 
     directory = Path(directory)
@@ -25,6 +27,9 @@ def write_fit_report(fit, directory: str | os.PathLike, *, profiles=None,
               "histograms": fit.histograms()}
     for parameter in profiles or ():
         tables[f"profile_{parameter}"] = fit.profile(parameter)
+    if posterior is not None:
+        tables["posterior_summary"] = posterior.summary
+        tables["posterior_samples"] = posterior.samples
     paths = [write_csv(frame, directory / f"{name}.csv") for name, frame in tables.items()]
     from .plots import plot_fit_histograms
 
@@ -43,6 +48,12 @@ def write_fit_report(fit, directory: str | os.PathLike, *, profiles=None,
                 ("Starts (L-BFGS-B)", table_html(fit.starts, "starts"))]
     sections += [(name.replace("_", " "), table_html(frame, name))
                  for name, frame in tables.items() if name.startswith("profile_")]
+    if posterior is not None:
+        verdict = "converged" if posterior.converged else \
+            "NOT converged (fewer than 50 autocorrelation times): run more steps"
+        sections.append((f"Posterior (emcee, {verdict}, acceptance "
+                         f"{posterior.acceptance_fraction:.2f})",
+                         table_html(posterior.summary, "posterior_summary")))
     info = fit.run_info
     lines = fit.summary().splitlines()[:1] + [
         f"{info['n_states']} FSP states, leaked mass <= {info['max_leaked']:.2g}, "

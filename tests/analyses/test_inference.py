@@ -353,3 +353,28 @@ def test_txburst_ccne1_fit_improves_on_the_published_point():
     fit, published = _txburst_fit("Ccne1")
     assert fit.loglik > published.loglik_high + 0.1
     assert 2 * (fit.loglik_interval[1] - published.loglik) < stats.chi2.ppf(0.95, 3)
+
+
+def test_posterior_of_a_poisson_rate_is_the_exact_gamma_law():
+    """Birth-death from 0 with g fixed: X(t) ~ Poisson(k c), c = (1 - e^-gt)/g. Under the
+    fit's log-uniform prior the posterior of k is Gamma(shape sum x, rate n c) (conjugate
+    law; the box [1, 100] truncates it by < 1e-30). Draws thinned to 2 autocorrelation
+    times are compared by KS, and the mean within 4 Monte Carlo standard errors."""
+    rng = np.random.default_rng(11)
+    t, n = 2.0, 150
+    c = _lam(1.0, 1.0, t)
+    data = pd.DataFrame({"time": np.full(n, t), "X": rng.poisson(10.0 * c, n)})
+    fit = fit_cme(birth_death(), data, {"k": (1.0, 100.0)}, n_starts=1)
+    posterior = fit.sample_posterior(2000, n_walkers=8, seed=5, progress=False)
+    exact = stats.gamma(a=data.X.sum(), scale=1 / (n * c))
+    row = posterior.summary.iloc[0]
+    assert posterior.converged and 0.2 < posterior.acceptance_fraction < 0.9
+    stride = int(np.ceil(2 * row.autocorrelation_time))
+    kept = posterior.samples[(posterior.samples.step - posterior.samples.step.min())
+                             % stride == 0]
+    assert stats.kstest(kept.k, exact.cdf).pvalue > 1e-3
+    assert abs(row["mean"] - exact.mean()) < 4 * exact.std() / np.sqrt(row.effective_samples)
+    assert row.sd == pytest.approx(exact.std(), rel=0.15)
+    assert row.ci_low < exact.mean() < row.ci_high
+    with pytest.raises(OptionsError, match="n_walkers"):
+        fit.sample_posterior(10, n_walkers=1)

@@ -213,10 +213,14 @@ def test_fit_writes_estimates_plots_html_and_sbml(tmp_path, capsys):
     pd.concat(frames).to_csv(data, index=False)
     out = tmp_path / "fit"
     code = main(["fit", str(model), str(data), "--param", "kr=1:300", "--param",
-                 "gamma=0.05:20", "--starts", "1", "--out", str(out)])
+                 "gamma=0.05:20", "--starts", "1", "--mcmc", "40", "--out", str(out)])
     assert code == 0, capsys.readouterr().err
     estimates = pd.read_csv(out / "estimates.csv")
     assert estimates.parameter.tolist() == ["kr", "gamma"]
+    posterior = pd.read_csv(out / "posterior_summary.csv")
+    assert posterior.parameter.tolist() == ["kr", "gamma"]
+    assert len(pd.read_csv(out / "posterior_samples.csv")) == 8 * 30  # 8 walkers, burn 10
+    assert "Posterior (emcee" in (out / "report.html").read_text()
     for name in ("histograms.csv", "starts.csv", "fit_histograms.png", "report.html",
                  "fitted.xml"):
         assert (out / name).exists(), name
