@@ -283,7 +283,7 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
 
 # -- the trajectory kernel ---------------------------------------------------------------------
 @numba.njit(cache=True)
-def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
+def _refresh_all(data, laws, x, p, t, a, tree, leaves, stack):
     for j in range(a.shape[0]):
         if laws is not None:
             if laws != 0 and data.kind[j] == 1:
@@ -294,7 +294,7 @@ def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
             a[j] = mass_action_propensity(data, j, x, bool(False))
         if not (a[j] >= 0.0):
             return j
-    if use_tree:
+    if tree is not None:
         tree[:] = 0.0
         for j in range(a.shape[0]):  # a loop, not a slice copy: see _record
             tree[leaves + j] = a[j]
@@ -320,7 +320,7 @@ def _record(data, output_program, x, p, t, row):
 @numba.njit(cache=True, nogil=True)
 def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
               assignment_is_species, assignment_program, output_program, thresholds, random,
-              laws, bursts, x0, p0, times, states, use_tree, out, report, max_fired):
+              laws, bursts, x0, p0, times, states, tree, out, report, max_fired):
     """Simulate ``states.shape[0]`` trajectories one after the other, trajectory ``i``
     from stream ``states[i]`` into ``out[i]`` (n_times, n_species + n_outputs), with
     ``report[i]`` = (status, n_fired, failing channel or species, failure time). A
@@ -328,7 +328,8 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
     fired.
 
     ``laws`` (the address of the compiled general laws, 0 for the interpreter) is None
-    for a network without general channels, ``bursts`` (``data.burst_species``) None for
+    for a network without general channels, ``tree`` (the sum tree, :func:`_sum_tree`)
+    None for the direct method, ``bursts`` (``data.burst_species``) None for
     one without bursts, ``trigger`` None for one without events, ``random`` None for one
     without events, draws, clocks or crossings, ``output_program`` None without outputs:
     numba prunes the ``is None`` branches at compile time, so the plain specialisation
@@ -351,7 +352,6 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
     leaves = 1
     while leaves < max(n_channels, 1):
         leaves *= 2
-    tree = np.zeros(2 * leaves if use_tree else 1)
     stack = np.empty(data.stack_size)
     max_assignments = 1
     if trigger is not None:
@@ -423,7 +423,7 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
                     pending_time, pending_event, pending_values, n_pending, stack, values,
                     random, state)
         if status == _OK:
-            failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
+            failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, stack)
             if failing >= 0:
                 status = _NEGATIVE_PROPENSITY
         k = 0
@@ -437,7 +437,7 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
             _record(data, output_program, x, p, times[k], row[k])
             k += 1
         while k < n_times:
-            if use_tree:
+            if tree is not None:
                 total = tree[1]
             else:
                 total = 0.0
@@ -491,7 +491,7 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
                 s1 = state[1]
                 s2 = state[2]
                 s3 = state[3]
-                failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
+                failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, stack)
                 if failing >= 0:
                     status = _NEGATIVE_PROPENSITY
                     break
@@ -516,7 +516,7 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
             state[2] = s2
             state[3] = s3
             r = u * total
-            if use_tree:
+            if tree is not None:
                 i = 1
                 while i < leaves:
                     left = 2 * i
@@ -587,7 +587,7 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
                     status = _NEGATIVE_PROPENSITY
                     failing = d
                     break
-                if use_tree:  # update the leaf and its ancestors
+                if tree is not None:  # update the leaf and its ancestors
                     i = leaves + d
                     tree[i] = value
                     i //= 2
@@ -610,8 +610,7 @@ def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_
                     s2 = state[2]
                     s3 = state[3]
                     if changed:
-                        failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree,
-                                               stack)
+                        failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, stack)
                         if failing >= 0:
                             status = _NEGATIVE_PROPENSITY
                             break
@@ -920,6 +919,18 @@ def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, max_fired, stre
     return out, report
 
 
+def _sum_tree(compiled, method_code: int):
+    """The tree method's sum-tree array (2 x the channel count rounded up to a power of
+    two; filled by the kernel), or None for the direct method: numba then compiles each
+    method without the other's branches, and a direct-only user compiles one kernel."""
+    if method_code == 0:
+        return None
+    leaves = 1
+    while leaves < max(len(compiled.network.reactions), 1):
+        leaves *= 2
+    return np.zeros(2 * leaves)
+
+
 def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report,
               max_fired: float = MAX_EVENTS, parallel: bool = True):
     """Run trajectories with the given streams into ``out``/``report`` (views), each
@@ -942,8 +953,8 @@ def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, r
     threads = min(numba.get_num_threads() if parallel else 1, len(streams))
 
     def run(start, stop):
-        _ensemble(*arguments, streams[start:stop], bool(method_code), out[start:stop],
-                  report[start:stop], float(max_fired))
+        _ensemble(*arguments, streams[start:stop], _sum_tree(compiled, method_code),
+                  out[start:stop], report[start:stop], float(max_fired))
 
     if threads <= 1:
         run(0, len(streams))
