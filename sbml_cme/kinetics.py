@@ -395,13 +395,6 @@ def all_propensities(data, x, p, t, deterministic, out):
 
 
 @numba.njit(cache=True)
-def mass_action_propensities(data, x, deterministic, out):
-    """:func:`all_propensities` of a network without general channels (kind 1)."""
-    for j in range(out.shape[0]):
-        out[j] = mass_action_propensity(data, j, x, deterministic)
-
-
-@numba.njit(cache=True)
 def _net_change(data, rates, n_species, dxdt):
     """dxdt = S rates (n_species,), bursts at their mean size."""
     for i in range(n_species):
@@ -423,11 +416,86 @@ def net_rates(data, x, p, t, n_species, rates, dxdt):
     _net_change(data, rates, n_species, dxdt)
 
 
-@numba.njit(cache=True)
-def mass_action_net_rates(data, x, n_species, rates, dxdt):
-    """:func:`net_rates` of a network without general channels (no interpreter)."""
-    mass_action_propensities(data, x, bool(True), rates)
-    _net_change(data, rates, n_species, dxdt)
+class MassActionRates:
+    """Propensities and rate equations of a network without general channels, in numpy.
+
+    The same arithmetic in the same order as :func:`mass_action_propensity` and
+    :func:`_net_change` (so the same numbers, bit for bit), without a numba compilation:
+    the work estimate before an SSA run and the rate equations of a mass-action network
+    cost no compile on a cold start (docs/performance.md). ``steps`` holds, for each
+    reactant position e and factor i (in the kernel's loop order), the channels with an
+    e-th reactant of order > i, that reactant's species, and whether the factor is the
+    plain count n (``n**m``) or the falling ``n - i`` (stochastic: ``max(n - i, 0)``).
+    """
+
+    def __init__(self, data: KernelData):
+        n_channels = len(data.kind)
+        per_channel = np.diff(data.reactant_ptr)
+        channel = np.repeat(np.arange(n_channels), per_channel)
+        position = np.arange(len(data.reactant_species)) - np.repeat(data.reactant_ptr[:-1],
+                                                                     per_channel)
+        order = data.reactant_order
+        self.rate_constant = np.asarray(data.rate_constant, dtype=float)
+        self.steps = []
+        for e in range(int(per_channel.max(initial=0))):
+            at = position == e
+            for i in range(int(order[at].max(initial=0))):
+                chosen = at & (order > i)
+                channels = channel[chosen]
+                falling = data.falling[channels]
+                self.steps.append((channels, data.reactant_species[chosen], float(i),
+                                   _selector(~falling),
+                                   _selector(~falling | (data.kind[channels] == 0))))
+        # dxdt = S rates: per channel its net changes, then its burst at the mean size.
+        species, weight, source = [], [], []
+        for j in range(n_channels):
+            for k in range(data.change_ptr[j], data.change_ptr[j + 1]):
+                species.append(data.change_species[k])
+                weight.append(data.change_amount[k])
+                source.append(j)
+            if data.burst_species[j] >= 0:
+                species.append(data.burst_species[j])
+                weight.append(data.burst_mean[j])
+                source.append(j)
+        self.change_species = np.array(species, dtype=np.int64)
+        self.change_weight = np.array(weight, dtype=float)
+        self.change_channel = np.array(source, dtype=np.int64)
+
+    def propensities(self, x: np.ndarray, deterministic: bool = False) -> np.ndarray:
+        """Propensities at counts ``x`` (..., n_species), shape (..., n_channels)."""
+        x = np.asarray(x, dtype=float)
+        if x.ndim == 1:
+            value = self.rate_constant.copy()
+        else:
+            value = np.tile(self.rate_constant, x.shape[:-1] + (1,))
+        for channels, species, i, plain, plain_deterministic in self.steps:
+            n = x[..., species]
+            plain = plain_deterministic if deterministic else plain
+            if plain is not True and i > 0:  # the falling factor n - i
+                falling = n - i if deterministic else np.maximum(n - i, 0.0)
+                n = falling if plain is False else np.where(plain, n, falling)
+            elif plain is not True and not deterministic:
+                falling = np.maximum(n, 0.0)  # max(n - 0, 0), as the kernel
+                n = falling if plain is False else np.where(plain, n, falling)
+            value[..., channels] *= n
+        return value
+
+    def net_rates(self, x: np.ndarray, rates: np.ndarray, dxdt: np.ndarray) -> None:
+        """Rate equations in counts: ``rates`` = deterministic propensities at ``x``
+        (n_species,), ``dxdt`` = S rates (bursts at their mean size), in place."""
+        rates[:] = self.propensities(x, deterministic=True)
+        dxdt[:] = np.bincount(self.change_species,
+                              weights=self.change_weight * rates[self.change_channel],
+                              minlength=dxdt.shape[0])
+
+
+def _selector(mask: np.ndarray):
+    """``mask`` as True or False when it is uniform (no ``np.where`` needed), else as is."""
+    if mask.all():
+        return True
+    if not mask.any():
+        return False
+    return mask
 
 
 def has_general_channels(data: KernelData) -> bool:
@@ -436,12 +504,12 @@ def has_general_channels(data: KernelData) -> bool:
 
 
 def rate_equations(compiled: "CompiledNetwork", x, p, t: float, rates, dxdt) -> None:
-    """dxdt = S a(x) in counts (:func:`net_rates`), through the interpreter-free
-    kernel when the network has no general channel."""
-    if compiled.general:
+    """dxdt = S a(x) in counts (:func:`net_rates`); for a network without general
+    channels through :class:`MassActionRates` (numpy, the same numbers, no compile)."""
+    if compiled.mass_action is None:
         net_rates(compiled.data, x, p, t, dxdt.shape[0], rates, dxdt)
     else:
-        mass_action_net_rates(compiled.data, x, dxdt.shape[0], rates, dxdt)
+        compiled.mass_action.net_rates(x, rates, dxdt)
 
 
 @dataclass(frozen=True)
@@ -469,25 +537,24 @@ class CompiledNetwork:
     def n_species(self) -> int:
         return len(self.network.species)
 
-    @cached_property
-    def general(self) -> bool:
-        """Whether a channel needs the bytecode interpreter (:func:`has_general_channels`)."""
-        return has_general_channels(self.data)
-
     def parameter_vector(self) -> np.ndarray:
         return self.network.parameter_values.copy()
 
     def propensities(self, counts: np.ndarray, time: float = 0.0,
                      deterministic: bool = False) -> np.ndarray:
         """Every channel's propensity at ``counts`` (n_species,), shape (n_channels,)."""
-        out = np.empty(len(self.network.reactions))
         counts = np.asarray(counts, dtype=float)
-        if self.general:
-            all_propensities(self.data, counts, self.parameter_vector(), float(time),
-                             deterministic, out)
-        else:
-            mass_action_propensities(self.data, counts, bool(deterministic), out)
+        if self.mass_action is not None:
+            return self.mass_action.propensities(counts, bool(deterministic))
+        out = np.empty(len(self.network.reactions))
+        all_propensities(self.data, counts, self.parameter_vector(), float(time),
+                         deterministic, out)
         return out
+
+    @cached_property
+    def mass_action(self) -> "MassActionRates | None":
+        """The numpy propensities of a network without general channels, else None."""
+        return None if has_general_channels(self.data) else MassActionRates(self.data)
 
     def outputs(self, counts: np.ndarray, parameters: np.ndarray, time: float) -> np.ndarray:
         """Values of the assignment-rule outputs, shape (n_outputs,)."""

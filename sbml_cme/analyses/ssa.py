@@ -283,18 +283,18 @@ def _process_events(data, trigger, delay, priority, flags, assignment_ptr, assig
 
 # -- the trajectory kernel ---------------------------------------------------------------------
 @numba.njit(cache=True)
-def _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack):
+def _refresh_all(data, laws, x, p, t, a, tree, leaves, stack):
     for j in range(a.shape[0]):
         if laws is not None:
             if laws != 0 and data.kind[j] == 1:
                 a[j] = call_law(laws, j, x, p, t)
             else:  # bool(False), not False: one specialisation (see kinetics.net_rates)
                 a[j] = channel_propensity(data, j, x, p, t, bool(False), stack)
-        else:  # no general channel: numba prunes the interpreter (see _trajectory)
+        else:  # no general channel: numba prunes the interpreter (see _ensemble)
             a[j] = mass_action_propensity(data, j, x, bool(False))
         if not (a[j] >= 0.0):
             return j
-    if use_tree:
+    if tree is not None:
         tree[:] = 0.0
         for j in range(a.shape[0]):  # a loop, not a slice copy: see _record
             tree[leaves + j] = a[j]
@@ -317,33 +317,41 @@ def _record(data, output_program, x, p, t, row):
                 row[n + k] = _evaluate(data, output_program, k, x, p, t, stack)
 
 
-@numba.njit(cache=True)
-def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                assignment_is_species, assignment_program, output_program, thresholds, random,
-                laws, x0, p0, times, state, use_tree, out, max_fired):
-    """Simulate one trajectory; fills ``out`` (n_times, n_species + n_outputs). Stops
-    with ``_EVENT_BUDGET`` once more than ``max_fired`` reactions have fired.
-
-    Returns (status, n_fired, failing channel or species, failure time).
+@numba.njit(cache=True, nogil=True)
+def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
+              assignment_is_species, assignment_program, output_program, thresholds, random,
+              laws, bursts, x0, p0, times, states, tree, out, report, max_fired):
+    """Simulate ``states.shape[0]`` trajectories one after the other, trajectory ``i``
+    from stream ``states[i]`` into ``out[i]`` (n_times, n_species + n_outputs), with
+    ``report[i]`` = (status, n_fired, failing channel or species, failure time). A
+    trajectory stops with ``_EVENT_BUDGET`` once more than ``max_fired`` reactions have
+    fired.
 
     ``laws`` (the address of the compiled general laws, 0 for the interpreter) is None
-    for a network without general channels, ``trigger`` None for one without events, ``random`` None for one without
-    events, draws, clocks or crossings, ``output_program`` None without outputs: numba
-    prunes the ``is None`` branches at compile time, so the plain specialisation (most
-    networks) compiles none of the event, draw and crossing machinery (cold start,
-    docs/performance.md). The code run is otherwise the same.
+    for a network without general channels, ``tree`` (the sum tree, :func:`_sum_tree`)
+    None for the direct method, ``bursts`` (``data.burst_species``) None for
+    one without bursts, ``trigger`` None for one without events, ``random`` None for one
+    without events, draws, clocks or crossings, ``output_program`` None without outputs:
+    numba prunes the ``is None`` branches at compile time, so the plain specialisation
+    (most networks) compiles none of the event, draw, burst and crossing machinery (cold
+    start, docs/performance.md). The code run is otherwise the same.
+
+    Serial and ``nogil``: :func:`run_block` runs slices of a block on Python threads.
+    One kernel, with the loop over trajectories inside, rather than a parallel layer or
+    a per-trajectory callee: each numba layer re-optimises and re-emits all the code
+    below it (docs/performance.md, cold start). A failure ends its trajectory by
+    ``break`` with ``status`` set, where a per-trajectory function would ``return``.
     """
-    x = x0.copy()
-    p = p0.copy()
     n_channels = data.kind.shape[0]
     n_events = 0
     if trigger is not None:
         n_events = trigger.shape[0]
+    x = np.empty(x0.shape[0])
+    p = np.empty(p0.shape[0])
     a = np.zeros(n_channels)
     leaves = 1
     while leaves < max(n_channels, 1):
         leaves *= 2
-    tree = np.zeros(2 * leaves if use_tree else 1)
     stack = np.empty(data.stack_size)
     max_assignments = 1
     if trigger is not None:
@@ -353,36 +361,7 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     pending_time = np.empty(_PENDING_CAPACITY)
     pending_event = np.empty(_PENDING_CAPACITY, dtype=np.int64)
     pending_values = np.empty((_PENDING_CAPACITY, max_assignments))
-    n_pending = int(0)  # not a literal: one _process_events specialisation
     trigger_state = np.empty(n_events, dtype=np.bool_)
-    if trigger is not None:
-        for e in range(n_events):
-            trigger_state[e] = flags[e, 1]
-    t = times[0]
-    t_end = times[-1]
-    n_fired = 0
-    threshold_index = 0
-    while threshold_index < thresholds.shape[0] and thresholds[threshold_index] < t:
-        threshold_index += 1
-    n_crossings = 0
-    if random is not None:
-        if random.initial_target.shape[0] > 0:
-            status = _draw_parameters(data, random, x, p, t, stack, state)
-            if status != _OK:
-                return status, n_fired, -1, t
-        n_crossings = random.crossing_clock.shape[0]
-    if trigger is not None:
-        if n_events > 0:
-            status, changed, n_pending = _process_events(
-                data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-                assignment_is_species, assignment_program, x, p, t, t, trigger_state,
-                pending_time, pending_event, pending_values, n_pending, stack, values,
-                random, state)
-            if status != _OK:
-                return status, n_fired, -1, t
-    bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
-    if bad >= 0:
-        return _NEGATIVE_PROPENSITY, n_fired, bad, t
     # Arrays of the hot loop, bound once: calling a function with arrays (or the
     # KernelData tuple) per event costs atomic reference-count updates that dominated
     # the per-event time, so the loop below inlines the propensity, the random number
@@ -403,7 +382,6 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
     change_amount = data.change_amount
     dependents_ptr = data.dependents_ptr
     dependents = data.dependents
-    burst_species = data.burst_species
     n_thresholds = thresholds.shape[0]
     if random is not None:
         clock_index = random.clock_index
@@ -412,203 +390,235 @@ def _trajectory(data, trigger, delay, priority, flags, assignment_ptr, assignmen
         clock_index = np.empty(0, dtype=np.int64)
         clock_rate = np.empty(0)
     n_clocks = clock_index.shape[0]
-    s0 = state[0]
-    s1 = state[1]
-    s2 = state[2]
-    s3 = state[3]
-    k = 0
     n_times = times.shape[0]
-    while k < n_times and times[k] <= t:
-        _record(data, output_program, x, p, times[k], out[k])
-        k += 1
-    while k < n_times:
-        if use_tree:
-            total = tree[1]
-        else:
-            total = 0.0
-            for j in range(n_channels):
-                total += a[j]
-        u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
-        state[0] = s0
-        state[1] = s1
-        state[2] = s2
-        state[3] = s3
-        tau = -math.log(u) / total if total > 0.0 else math.inf
-        t_next = t + tau
-        t_discrete = math.inf
-        if threshold_index < n_thresholds:
-            t_discrete = thresholds[threshold_index]
-        for i in range(n_pending):
-            t_discrete = min(t_discrete, pending_time[i])
-        crossing = -1
-        if random is not None:
-            if n_crossings > 0:
-                t_crossing, crossing = _next_crossing(data, random, x, p, t, stack)
-                if t_crossing < t_discrete:
-                    t_discrete = t_crossing
-                else:
-                    crossing = -1
-        if t_discrete <= t_next and t_discrete <= t_end:
-            # Memoryless: advance to the discrete time and discard the sampled tau.
-            while k < n_times and times[k] < t_discrete:
-                _record(data, output_program, x, p, times[k], out[k])
-                k += 1
-            if random is not None:
-                _advance_clocks(random, p, t_discrete - t)
-            t = t_discrete
-            if random is not None:
-                if crossing >= 0:
-                    _reach_crossing(data, random, crossing, x, p, t, stack)
-            while threshold_index < thresholds.shape[0] and thresholds[threshold_index] <= t:
-                threshold_index += 1
-            if trigger is not None:
-                for t_check in (t, np.nextafter(t, math.inf)):
-                    status, changed, n_pending = _process_events(
-                        data, trigger, delay, priority, flags, assignment_ptr,
-                        assignment_target, assignment_is_species, assignment_program, x, p,
-                        t, t_check, trigger_state, pending_time, pending_event,
-                        pending_values, n_pending, stack, values, random, state)
-                    if status != _OK:
-                        return status, n_fired, -1, t
-            s0 = state[0]  # event assignments may have drawn from the stream
-            s1 = state[1]
-            s2 = state[2]
-            s3 = state[3]
-            bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
-            if bad >= 0:
-                return _NEGATIVE_PROPENSITY, n_fired, bad, t
-            while k < n_times and times[k] <= t:
-                _record(data, output_program, x, p, times[k], out[k])
-                k += 1
-            continue
-        if t_next > t_end:
-            while k < n_times:
-                _record(data, output_program, x, p, times[k], out[k])
-                k += 1
-            break
-        while k < n_times and times[k] < t_next:
-            _record(data, output_program, x, p, times[k], out[k])
-            k += 1
-        for c in range(n_clocks):  # = _advance_clocks(random, p, t_next - t), inlined
-            p[clock_index[c]] += clock_rate[c] * (t_next - t)
-        t = t_next
-        u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
-        state[0] = s0
-        state[1] = s1
-        state[2] = s2
-        state[3] = s3
-        r = u * total
-        if use_tree:
-            i = 1
-            while i < leaves:
-                left = 2 * i
-                if r < tree[left]:
-                    i = left
-                else:
-                    r -= tree[left]
-                    i = left + 1
-            j = i - leaves
-            if j >= n_channels or a[j] <= 0.0:
-                j = n_channels - 1
-                while j > 0 and a[j] <= 0.0:
-                    j -= 1
-        else:
-            j = 0
-            while j < n_channels - 1 and r >= a[j]:
-                r -= a[j]
-                j += 1
-            while a[j] <= 0.0 and j > 0:  # rounding at the end of the list
-                j -= 1
-        for q in range(change_ptr[j], change_ptr[j + 1]):
-            species = change_species[q]
-            x[species] += change_amount[q]
-            if x[species] < 0.0:
-                return _NEGATIVE_COUNT, n_fired, j, t
-        if burst_species[j] >= 0:
-            u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
-            state[0] = s0
-            state[1] = s1
-            state[2] = s2
-            state[3] = s3
-            x[burst_species[j]] += _burst_size(data, j, u)
-        n_fired += 1
-        if n_fired > max_fired:
-            return _EVENT_BUDGET, n_fired, -1, t
-        for q in range(dependents_ptr[j], dependents_ptr[j + 1]):
-            d = dependents[q]
-            # = channel_propensity(data, d, x, p, t, False, stack), inlined
-            mass_action = True
-            value = 0.0
-            if laws is not None:  # None: no general channel (pruned at compile time)
-                if kind[d] == 1:
-                    mass_action = False
-                    if laws != 0:  # the network's compiled general laws (sbml_cme.lawgen)
-                        value = call_law(laws, d, x, p, t)
-                    else:
-                        value = run_program(ops, args, constants, program_start[d],
-                                            program_end[d], x, p, t, stack)
-            if mass_action:
-                value = rate_constant[d]
-                for m in range(reactant_ptr[d], reactant_ptr[d + 1]):
-                    n = x[reactant_species[m]]
-                    order = reactant_order[m]
-                    if not falling[d]:
-                        for _ in range(order):
-                            value *= n
-                    else:
-                        for i in range(order):
-                            value *= max(n - i, 0.0)
-            a[d] = value
-            if not (value >= 0.0):
-                return _NEGATIVE_PROPENSITY, n_fired, d, t
-            if use_tree:  # update the leaf and its ancestors
-                i = leaves + d
-                tree[i] = value
-                i //= 2
-                while i >= 1:
-                    tree[i] = tree[2 * i] + tree[2 * i + 1]
-                    i //= 2
+    t_end = times[-1]
+    for trajectory in range(states.shape[0]):
+        state = states[trajectory]
+        row = out[trajectory]
+        for i in range(x0.shape[0]):
+            x[i] = x0[i]
+        for i in range(p0.shape[0]):
+            p[i] = p0[i]
+        n_pending = int(0)  # not a literal: one _process_events specialisation
         if trigger is not None:
-            if n_events > 0:
+            for e in range(n_events):
+                trigger_state[e] = flags[e, 1]
+        t = times[0]
+        n_fired = 0
+        status = _OK
+        failing = -1
+        threshold_index = 0
+        while threshold_index < thresholds.shape[0] and thresholds[threshold_index] < t:
+            threshold_index += 1
+        n_crossings = 0
+        if random is not None:
+            if random.initial_target.shape[0] > 0:
+                status = _draw_parameters(data, random, x, p, t, stack, state)
+            n_crossings = random.crossing_clock.shape[0]
+        if trigger is not None:
+            if n_events > 0 and status == _OK:
                 status, changed, n_pending = _process_events(
                     data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
                     assignment_is_species, assignment_program, x, p, t, t, trigger_state,
                     pending_time, pending_event, pending_values, n_pending, stack, values,
                     random, state)
-                if status != _OK:
-                    return status, n_fired, -1, t
+        if status == _OK:
+            failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, stack)
+            if failing >= 0:
+                status = _NEGATIVE_PROPENSITY
+        k = 0
+        if status != _OK:
+            k = n_times  # the trajectory failed before its first step
+        s0 = state[0]
+        s1 = state[1]
+        s2 = state[2]
+        s3 = state[3]
+        while k < n_times and times[k] <= t:
+            _record(data, output_program, x, p, times[k], row[k])
+            k += 1
+        while k < n_times:
+            if tree is not None:
+                total = tree[1]
+            else:
+                total = 0.0
+                for j in range(n_channels):
+                    total += a[j]
+            u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+            state[0] = s0
+            state[1] = s1
+            state[2] = s2
+            state[3] = s3
+            tau = -math.log(u) / total if total > 0.0 else math.inf
+            t_next = t + tau
+            t_discrete = math.inf
+            if threshold_index < n_thresholds:
+                t_discrete = thresholds[threshold_index]
+            for i in range(n_pending):
+                t_discrete = min(t_discrete, pending_time[i])
+            crossing = -1
+            if random is not None:
+                if n_crossings > 0:
+                    t_crossing, crossing = _next_crossing(data, random, x, p, t, stack)
+                    if t_crossing < t_discrete:
+                        t_discrete = t_crossing
+                    else:
+                        crossing = -1
+            if t_discrete <= t_next and t_discrete <= t_end:
+                # Memoryless: advance to the discrete time and discard the sampled tau.
+                while k < n_times and times[k] < t_discrete:
+                    _record(data, output_program, x, p, times[k], row[k])
+                    k += 1
+                if random is not None:
+                    _advance_clocks(random, p, t_discrete - t)
+                t = t_discrete
+                if random is not None:
+                    if crossing >= 0:
+                        _reach_crossing(data, random, crossing, x, p, t, stack)
+                while threshold_index < thresholds.shape[0] and thresholds[threshold_index] <= t:
+                    threshold_index += 1
+                if trigger is not None:
+                    for t_check in (t, np.nextafter(t, math.inf)):
+                        status, changed, n_pending = _process_events(
+                            data, trigger, delay, priority, flags, assignment_ptr,
+                            assignment_target, assignment_is_species, assignment_program, x,
+                            p, t, t_check, trigger_state, pending_time, pending_event,
+                            pending_values, n_pending, stack, values, random, state)
+                        if status != _OK:
+                            break
+                    if status != _OK:
+                        break
                 s0 = state[0]  # event assignments may have drawn from the stream
                 s1 = state[1]
                 s2 = state[2]
                 s3 = state[3]
-                if changed:
-                    bad = _refresh_all(data, laws, x, p, t, a, tree, leaves, use_tree, stack)
-                    if bad >= 0:
-                        return _NEGATIVE_PROPENSITY, n_fired, bad, t
-    return _OK, n_fired, -1, t
+                failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, stack)
+                if failing >= 0:
+                    status = _NEGATIVE_PROPENSITY
+                    break
+                while k < n_times and times[k] <= t:
+                    _record(data, output_program, x, p, times[k], row[k])
+                    k += 1
+                continue
+            if t_next > t_end:
+                while k < n_times:
+                    _record(data, output_program, x, p, times[k], row[k])
+                    k += 1
+                break
+            while k < n_times and times[k] < t_next:
+                _record(data, output_program, x, p, times[k], row[k])
+                k += 1
+            for c in range(n_clocks):  # = _advance_clocks(random, p, t_next - t), inlined
+                p[clock_index[c]] += clock_rate[c] * (t_next - t)
+            t = t_next
+            u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+            state[0] = s0
+            state[1] = s1
+            state[2] = s2
+            state[3] = s3
+            r = u * total
+            if tree is not None:
+                i = 1
+                while i < leaves:
+                    left = 2 * i
+                    if r < tree[left]:
+                        i = left
+                    else:
+                        r -= tree[left]
+                        i = left + 1
+                j = i - leaves
+                if j >= n_channels or a[j] <= 0.0:
+                    j = n_channels - 1
+                    while j > 0 and a[j] <= 0.0:
+                        j -= 1
+            else:
+                j = 0
+                while j < n_channels - 1 and r >= a[j]:
+                    r -= a[j]
+                    j += 1
+                while a[j] <= 0.0 and j > 0:  # rounding at the end of the list
+                    j -= 1
+            for q in range(change_ptr[j], change_ptr[j + 1]):
+                species = change_species[q]
+                x[species] += change_amount[q]
+                if x[species] < 0.0:
+                    status = _NEGATIVE_COUNT
+                    failing = j
+                    break
+            if status != _OK:
+                break
+            if bursts is not None:  # None: no bursts (pruned at compile time)
+                if bursts[j] >= 0:
+                    u, s0, s1, s2, s3 = _xoshiro(s0, s1, s2, s3)
+                    state[0] = s0
+                    state[1] = s1
+                    state[2] = s2
+                    state[3] = s3
+                    x[bursts[j]] += _burst_size(data, j, u)
+            n_fired += 1
+            if n_fired > max_fired:
+                status = _EVENT_BUDGET
+                break
+            for q in range(dependents_ptr[j], dependents_ptr[j + 1]):
+                d = dependents[q]
+                # = channel_propensity(data, d, x, p, t, False, stack), inlined
+                mass_action = True
+                value = 0.0
+                if laws is not None:  # None: no general channel (pruned at compile time)
+                    if kind[d] == 1:
+                        mass_action = False
+                        if laws != 0:  # the network's compiled general laws (sbml_cme.lawgen)
+                            value = call_law(laws, d, x, p, t)
+                        else:
+                            value = run_program(ops, args, constants, program_start[d],
+                                                program_end[d], x, p, t, stack)
+                if mass_action:
+                    value = rate_constant[d]
+                    for m in range(reactant_ptr[d], reactant_ptr[d + 1]):
+                        n = x[reactant_species[m]]
+                        order = reactant_order[m]
+                        if not falling[d]:
+                            for _ in range(order):
+                                value *= n
+                        else:
+                            for i in range(order):
+                                value *= max(n - i, 0.0)
+                a[d] = value
+                if not (value >= 0.0):
+                    status = _NEGATIVE_PROPENSITY
+                    failing = d
+                    break
+                if tree is not None:  # update the leaf and its ancestors
+                    i = leaves + d
+                    tree[i] = value
+                    i //= 2
+                    while i >= 1:
+                        tree[i] = tree[2 * i] + tree[2 * i + 1]
+                        i //= 2
+            if status != _OK:
+                break
+            if trigger is not None:
+                if n_events > 0:
+                    status, changed, n_pending = _process_events(
+                        data, trigger, delay, priority, flags, assignment_ptr,
+                        assignment_target, assignment_is_species, assignment_program, x, p, t,
+                        t, trigger_state, pending_time, pending_event, pending_values,
+                        n_pending, stack, values, random, state)
+                    if status != _OK:
+                        break
+                    s0 = state[0]  # event assignments may have drawn from the stream
+                    s1 = state[1]
+                    s2 = state[2]
+                    s3 = state[3]
+                    if changed:
+                        failing = _refresh_all(data, laws, x, p, t, a, tree, leaves, stack)
+                        if failing >= 0:
+                            status = _NEGATIVE_PROPENSITY
+                            break
+        report[trajectory, 0] = status
+        report[trajectory, 1] = n_fired
+        report[trajectory, 2] = failing
+        report[trajectory, 3] = t
 
-
-@numba.njit(cache=True, nogil=True)
-def _ensemble(data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-              assignment_is_species, assignment_program, output_program, thresholds, random,
-              laws, x0, p0, times, states, use_tree, out, report, max_fired):
-    """Run ``states.shape[0]`` trajectories one after the other, trajectory ``i`` into
-    ``out[i]``, with ``report[i]`` = (status, n_fired, failing index, failure time).
-
-    Serial and ``nogil``: :func:`run_block` runs slices of a block on Python threads.
-    One plain kernel instead of a ``parallel=True`` one and a per-trajectory wrapper
-    halves the first compilation (each numba layer re-optimises and re-emits all the
-    code below it; docs/performance.md, cold start).
-    """
-    for i in range(states.shape[0]):
-        status, fired, index, when = _trajectory(
-            data, trigger, delay, priority, flags, assignment_ptr, assignment_target,
-            assignment_is_species, assignment_program, output_program, thresholds, random,
-            laws, x0, p0, times, states[i], use_tree, out[i], max_fired)
-        report[i, 0] = status
-        report[i, 1] = fired
-        report[i, 2] = index
-        report[i, 3] = when
 
 
 # -- public API -------------------------------------------------------------------------------
@@ -711,8 +721,8 @@ def pending_compilation(network: Network | None = None) -> list[str]:
     from ..lawgen import laws_cached
 
     compiled = None if network is None else compile_network(network, random_draws=True)
-    kernels = [_ensemble, kinetics.mass_action_propensities, kinetics.mass_action_net_rates]
-    if compiled is not None and compiled.general:
+    kernels = [_ensemble]  # mass action: the work estimate runs in numpy (MassActionRates)
+    if compiled is not None and kinetics.has_general_channels(compiled.data):
         kernels = [_ensemble, kinetics.all_propensities, kinetics.net_rates]
     pending = []
     for kernel in kernels:
@@ -909,6 +919,18 @@ def _ssa_task(compiled: CompiledNetwork, x0, times, method_code, max_fired, stre
     return out, report
 
 
+def _sum_tree(compiled, method_code: int):
+    """The tree method's sum-tree array (2 x the channel count rounded up to a power of
+    two; filled by the kernel), or None for the direct method: numba then compiles each
+    method without the other's branches, and a direct-only user compiles one kernel."""
+    if method_code == 0:
+        return None
+    leaves = 1
+    while leaves < max(len(compiled.network.reactions), 1):
+        leaves *= 2
+    return np.zeros(2 * leaves)
+
+
 def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, report,
               max_fired: float = MAX_EVENTS, parallel: bool = True):
     """Run trajectories with the given streams into ``out``/``report`` (views), each
@@ -924,14 +946,15 @@ def run_block(compiled: CompiledNetwork, x0, times, streams, method_code, out, r
                  compiled.output_program if len(compiled.output_program) else None,
                  compiled.time_thresholds,
                  compiled.random if has_events or uses_random(compiled.random) else None,
-                 law_address(compiled) if np.any(compiled.data.kind == 1) else None, x0,
-                 _parameters_with_slots(compiled), times)
+                 law_address(compiled) if np.any(compiled.data.kind == 1) else None,
+                 compiled.data.burst_species if np.any(compiled.data.burst_species >= 0)
+                 else None, x0, _parameters_with_slots(compiled), times)
     streams = streams.copy()
     threads = min(numba.get_num_threads() if parallel else 1, len(streams))
 
     def run(start, stop):
-        _ensemble(*arguments, streams[start:stop], bool(method_code), out[start:stop],
-                  report[start:stop], float(max_fired))
+        _ensemble(*arguments, streams[start:stop], _sum_tree(compiled, method_code),
+                  out[start:stop], report[start:stop], float(max_fired))
 
     if threads <= 1:
         run(0, len(streams))
