@@ -445,7 +445,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run each model as a task on this Dask cluster (tcp://host:port; "
                             "OUT and the models on a file system the workers share)")
     batch.add_argument("--debug", action="store_true", help="show tracebacks")
-    timed(batch)
+    batch.add_argument("--t-end", type=float, default=None,
+                       help="horizon of every model (default: each model's own, from its "
+                            "time scales, as in analyze)")
+    batch.add_argument("--points", type=int, default=51,
+                       help="output points from 0 to T inclusive")
     ensemble(batch)
     batch.set_defaults(function=cmd_batch)
     return parser

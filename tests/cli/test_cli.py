@@ -226,3 +226,13 @@ def test_fit_writes_estimates_plots_html_and_sbml(tmp_path, capsys):
         assert (out / name).exists(), name
     assert main(["fit", str(model), str(data), "--param", "kr=1-300",
                  "--out", str(out)]) == 2
+
+
+def test_batch_gives_each_model_its_own_horizon(model_file, tmp_path):
+    """Without --t-end, batch analyses every model over its own horizon (birth-death with
+    d = 1: t_end = 7, as analyze picks), not a fixed one."""
+    out = tmp_path / "batch"
+    assert main(["batch", str(model_file), "--out", str(out), "--points", "3",
+                 "--trajectories", "20", "--seed", "1", "--no-progress"]) == 0
+    info = pd.read_csv(next(out.glob("*/run_info.csv"))).set_index("name").value
+    assert float(info["t_end"]) == 7 and info["t_end_reason"].startswith("auto: ")
